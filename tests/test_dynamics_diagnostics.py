@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from pyro_dynvae.metrics import library_versions
 from pyro_dynvae.metrics.dynamics import (
     BIMODALITY_THRESHOLD,
     bimodality_coefficient,
@@ -104,6 +105,7 @@ def test_eigenvalue_bimodality_finds_static_and_dynamic_latents():
     np.testing.assert_array_equal(result["dynamic_latents"], [1, 3, 4, 6])
     assert result["bimodal"] and result["bimodality_coefficient"] > BIMODALITY_THRESHOLD
     assert result["separation"] > 0.99
+    assert result["versions"] == library_versions()
 
 
 def test_eigenvalue_bimodality_unimodal_latents():
@@ -135,6 +137,7 @@ def test_overlap_disjoint_latents_is_zero(sources):
     np.testing.assert_array_equal(result["object_latents"], [1, 2])
     np.testing.assert_array_equal(result["background_latents"], [0])
     assert result["shared_latents"].size == 0
+    assert result["versions"] == library_versions()
 
 
 def test_overlap_fully_mixed_latents_is_one(sources):
@@ -184,6 +187,7 @@ def test_forecast_error_known_values():
     assert result["mse_copy_last"] == pytest.approx(1.0)
     assert result["ratio"] == pytest.approx(0.25)
     np.testing.assert_allclose(result["mse_per_step"], [0.25, 0.25])
+    assert result["versions"] == library_versions()
 
 
 def test_forecast_error_perfect_and_copy_last():

@@ -29,6 +29,7 @@ from .utils import (
     discrete_entropy,
     discrete_mutual_info,
     histogram_discretize,
+    with_versions,
 )
 
 #: Sarle's coefficient of a uniform distribution; larger values suggest bimodality.
@@ -170,7 +171,7 @@ def eigenvalue_bimodality(eigenvalues: Any) -> dict[str, Any]:
     :param eigenvalues: array ``(N, T-1, n)`` with ``n >= 4``.
     :returns: dict with ``"mean_abs_deviation"`` (``(n,)``), ``"bimodality_coefficient"``,
         ``"bimodal"`` (coefficient above 5/9), ``"separation"``, ``"threshold"``,
-        ``"static_latents"`` and ``"dynamic_latents"`` (index arrays).
+        ``"static_latents"`` and ``"dynamic_latents"`` (index arrays), and ``"versions"``.
     """
     deviation = eigenvalue_statistics(eigenvalues)["mean_abs_deviation"]
     if deviation.size < 4:
@@ -182,12 +183,12 @@ def eigenvalue_bimodality(eigenvalues: Any) -> dict[str, Any]:
     if np.ptp(deviation) == 0:
         result.update(separation=0.0, threshold=float(deviation[0]),
                       static_latents=np.arange(deviation.size), dynamic_latents=np.arange(0))
-        return result
+        return with_versions(result)
     split = otsu_split(deviation)
     result.update(separation=split["separation"], threshold=split["threshold"],
                   static_latents=np.flatnonzero(split["low"]),
                   dynamic_latents=np.flatnonzero(~split["low"]))
-    return result
+    return with_versions(result)
 
 
 def _factor_indices(indices: Any, num_factors: int, name: str) -> np.ndarray:
@@ -249,7 +250,8 @@ def object_background_overlap(codes: Any, factors: Any, object_factors: Any,
         :math:`a_i` (:math:`b_i`) reaches this value.
     :returns: dict with ``"overlap"``, ``"object_association"`` :math:`a` and
         ``"background_association"`` :math:`b` (``(n,)``), and index arrays
-        ``"object_latents"``, ``"background_latents"``, ``"shared_latents"``.
+        ``"object_latents"``, ``"background_latents"``, ``"shared_latents"``, and
+        ``"versions"``.
     """
     codes_array, factors_array = np.asarray(codes), np.asarray(factors)
     if codes_array.ndim < 2 or codes_array.shape[:-1] != factors_array.shape[:-1]:
@@ -273,14 +275,14 @@ def object_background_overlap(codes: Any, factors: Any, object_factors: Any,
                                    background_strength / background_strength.sum()).sum())
     object_latents = np.flatnonzero(object_strength >= min_association)
     background_latents = np.flatnonzero(background_strength >= min_association)
-    return {
+    return with_versions({
         "overlap": overlap,
         "object_association": object_strength,
         "background_association": background_strength,
         "object_latents": object_latents,
         "background_latents": background_latents,
         "shared_latents": np.intersect1d(object_latents, background_latents),
-    }
+    })
 
 
 def forecast_error(context: Any, future: Any, forecast: Any) -> dict[str, Any]:
@@ -299,7 +301,7 @@ def forecast_error(context: Any, future: Any, forecast: Any) -> dict[str, Any]:
     is exact, NaN if both are).
 
     :returns: ``{"mse", "mse_copy_last", "ratio"}`` floats and ``"mse_per_step"``,
-        ``"mse_copy_last_per_step"`` arrays ``(k,)``.
+        ``"mse_copy_last_per_step"`` arrays ``(k,)``, and ``"versions"``.
     """
     context, future, forecast = (np.asarray(x, dtype=np.float64)
                                  for x in (context, future, forecast))
@@ -317,5 +319,5 @@ def forecast_error(context: Any, future: Any, forecast: Any) -> dict[str, Any]:
         ratio = mse / mse_copy
     else:
         ratio = float("nan") if mse == 0 else float("inf")
-    return {"mse": mse, "mse_copy_last": mse_copy, "ratio": ratio,
-            "mse_per_step": per_step, "mse_copy_last_per_step": copy_per_step}
+    return with_versions({"mse": mse, "mse_copy_last": mse_copy, "ratio": ratio,
+                          "mse_per_step": per_step, "mse_copy_last_per_step": copy_per_step})
