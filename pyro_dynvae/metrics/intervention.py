@@ -265,12 +265,13 @@ def factor_vae_score(representation_function: RepresentationFunction,
     if prune_threshold < 0:
         raise ValueError(f"prune_threshold must be >= 0, got {prune_threshold}")
     rng = as_generator(random_state)
-    variance_factors = _sample_factors(sampler, num_variance_estimate, rng)
-    global_variances = check_codes(
-        _represent(representation_function, sampler, variance_factors)).var(axis=0, ddof=1)
+    codes, factors = sample_codes_and_factors(representation_function, sampler,
+                                              num_variance_estimate, rng,
+                                              batch_size=CHUNK_OBSERVATIONS, discretize=False)
+    global_variances = check_codes(codes).var(axis=0, ddof=1)
     active_dims = np.sqrt(global_variances) >= prune_threshold
     active_dims &= global_variances > 0
-    num_factors = variance_factors.shape[1]
+    num_factors = factors.shape[1]
     if not active_dims.any():
         return with_versions({"train_accuracy": 0.0, "eval_accuracy": 0.0,
                               "num_active_dims": 0})
