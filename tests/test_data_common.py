@@ -209,3 +209,21 @@ def test_visualize_errors(tmp_path, frames, path, match):
         save_strip(frames, tmp_path / path)
     with pytest.raises(ValueError, match="fps"):
         save_gif(torch.zeros(2, 1, 8, 8), tmp_path / "a.gif", fps=0)
+
+
+def test_example_figures(tmp_path):
+    from pyro_dynvae.data.__main__ import write_example_figures
+
+    paths = write_example_figures(tmp_path, num_sequences=2)
+    names = sorted(path.name for path in paths)
+    assert names == [
+        "data_moving_mnist.gif",
+        "data_moving_mnist.png",
+        "data_sprites.gif",
+        "data_sprites.png",
+        "data_sprites_rgb.png",
+    ]
+    with Image.open(tmp_path / "data_sprites.png") as strip:  # 4 shapes x 10 frames
+        assert strip.size == (2 * (10 * 65 + 1), 2 * (4 * 65 + 1))
+    with Image.open(tmp_path / "data_moving_mnist.gif") as gif:
+        assert gif.n_frames == 20
