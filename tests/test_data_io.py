@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_dynvae.data import MovingMNIST, MovingMNISTFile, load_idx_digits, read_idx
+from pyro_dynvae.data import (
+    MovingMNIST,
+    MovingMNISTFile,
+    ShardedStream,
+    load_idx_digits,
+    read_idx,
+)
 
 
 def idx_bytes(array, type_code=0x08):
@@ -127,8 +133,11 @@ def test_moving_mnist_file(tmp_path):
     assert factors.shape == (5, 0)
     torch.testing.assert_close(frames[:, 0], torch.from_numpy(array[:, 2]).float() / 255)
     assert torch.equal(ds[-1][0], frames)
+    assert ds.image_size == 16 and ds.channels == 1
     with pytest.raises(IndexError):
         ds[3]
+    streamed = list(ShardedStream(ds, rank=1, world_size=2))
+    assert len(streamed) == 1 and torch.equal(streamed[0][0], ds[1][0])
 
 
 def test_moving_mnist_file_errors(tmp_path):

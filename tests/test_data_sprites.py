@@ -204,3 +204,15 @@ def test_bad_factor_rows(dataset):
         dataset.render(row)
     with pytest.raises(ValueError, match="rotation"):
         dataset.sample_factors(2, fixed={"rotation": 2 * math.pi})
+    row = dataset[0][1][0].clone()
+    row[5] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        dataset.render(row)
+
+
+def test_sample_factors_in_chunks_keeps_the_distribution(dataset):
+    rows = dataset.sample_factors(5000, rng=0)  # more than one chunk of 4096
+    assert rows.shape == (5000, 6)
+    counts = torch.bincount(rows[:, 0].long(), minlength=4).float()
+    assert (counts / 5000 - 0.25).abs().max() < 0.03  # 4 sigma = 0.024
+    assert rows[:, 1].min() >= 0.5 and rows[:, 1].max() <= 1.0

