@@ -203,7 +203,7 @@ def test_bad_factor_rows(dataset):
     with pytest.raises(ValueError, match="factor 'shape'"):
         dataset.render(row)
     with pytest.raises(ValueError, match="rotation"):
-        dataset.sample_factors(2, fixed={"rotation": 2 * math.pi})
+        dataset.sample_factors(2, fixed={"rotation": 7.0})
     row = dataset[0][1][0].clone()
     row[5] = float("nan")
     with pytest.raises(ValueError, match="finite"):
@@ -216,3 +216,15 @@ def test_sample_factors_in_chunks_keeps_the_distribution(dataset):
     counts = torch.bincount(rows[:, 0].long(), minlength=4).float()
     assert (counts / 5000 - 0.25).abs().max() < 0.03  # 4 sigma = 0.024
     assert rows[:, 1].min() >= 0.5 and rows[:, 1].max() <= 1.0
+
+
+def test_fixed_values_at_float32_range_ends(dataset):
+    # rows are float32, so a value of a row may be the float32 rounding of the range's end
+    for name in ("x", "rotation"):
+        high = float(np.float32(dataset.factors[dataset.factor_index(name)].high))
+        rows = dataset.sample_factors(3, rng=0, fixed={name: high})
+        assert (rows[:, dataset.factor_index(name)] == high).all()
+        dataset.render(rows)
+    view = dataset.factor_subset(["shape", "x"])
+    assert view.sample_factors(4, rng=1, fixed={"shape": 1}).shape == (4, 2)
+    assert dataset.metric_factors == dataset.factor_names

@@ -149,24 +149,35 @@ class MovingMNIST(FactorDataset):
             rows = np.concatenate([rows, states[..., None]], axis=-1)
         return rows
 
+    @property
+    def metric_factors(self) -> list[str]:
+        """Class and position of each digit, and the background: what one frame shows.
+
+        Velocities are invisible in a single frame and the image index refines the class with
+        the digit's handwriting style, a nuisance variable.
+        """
+        return [name for name in self.factor_names if not name.endswith(("_image", "_vx", "_vy"))]
+
     def _complete_fixed(self, rows: np.ndarray, fixed: set[int], rng: np.random.Generator) -> None:
+        """Keep each digit's class and image consistent, row by row."""
         for class_column, image_column in zip(
             self._columns("class"), self._columns("image"), strict=True
         ):
             if image_column in fixed:
-                label = self.digit_labels[int(rows[0, image_column])]
-                if class_column in fixed and rows[0, class_column] != label:
+                labels = self.digit_labels[rows[:, image_column].astype(np.int64)]
+                if class_column in fixed and (rows[:, class_column] != labels).any():
                     raise ValueError(
-                        f"fixed {self.factors[image_column].name} is a {label}, but fixed "
-                        f"{self.factors[class_column].name} is {rows[0, class_column]:g}"
+                        f"fixed {self.factors[class_column].name} disagrees with the class of "
+                        f"fixed {self.factors[image_column].name}"
                     )
-                rows[:, class_column] = label
+                rows[:, class_column] = labels
             elif class_column in fixed:
-                label = int(rows[0, class_column])
-                candidates = np.flatnonzero(self.digit_labels == label)
-                if len(candidates) == 0:
-                    raise ValueError(f"the {self.split} pool has no digit of class {label}")
-                rows[:, image_column] = rng.choice(candidates, size=len(rows))
+                for label in np.unique(rows[:, class_column]).astype(np.int64):
+                    members = rows[:, class_column] == label
+                    candidates = np.flatnonzero(self.digit_labels == label)
+                    if len(candidates) == 0:
+                        raise ValueError(f"the {self.split} pool has no digit of class {label}")
+                    rows[members, image_column] = rng.choice(candidates, size=members.sum())
 
     def render(self, factors: torch.Tensor) -> torch.Tensor:
         """Frames from factor rows: paste each digit at its rounded position, sum, clip.
