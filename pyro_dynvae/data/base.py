@@ -228,7 +228,7 @@ class FactorDataset(Dataset, FactorSpace):
 
     def _sample_rows(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` rows ``(n, K)``, each a uniformly chosen frame of a fresh random sequence."""
-        rows = []
+        rows = [np.zeros((0, self.num_frames, len(self.factors)))[:, 0]]
         for start in range(0, n, SAMPLE_CHUNK):  # bounds the (chunk, T, K) trajectory array
             count = min(SAMPLE_CHUNK, n - start)
             trajectories = self._sample_trajectories(rng, count)

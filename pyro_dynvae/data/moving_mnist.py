@@ -11,18 +11,22 @@ digit always lies inside the canvas.
 
 Factors (per digit ``d``, then an optional background):
 
-=================  =========  ==================================================================
-name               kind       meaning
-=================  =========  ==================================================================
-``digit{d}_class``  static    the digit's label, 0..9 (categorical)
-``digit{d}_image``  static    index of the digit image in the split's pool (categorical; with
-                              the positions it determines the frame)
-``digit{d}_x``      dynamic   column of the top-left corner, pixels in ``[0, L]``
-``digit{d}_y``      dynamic   row of the top-left corner, pixels in ``[0, L]``
-``digit{d}_vx``     dynamic   horizontal velocity (pixels/frame; sign flips on a bounce)
-``digit{d}_vy``     dynamic   vertical velocity (not visible in a single frame)
-``background``      dynamic   drifting background state (see :mod:`.background`), if any
-=================  =========  ==================================================================
+====================  =======  ==================================================================
+name                  kind     meaning
+====================  =======  ==================================================================
+``digit{d}_class``    static   the digit's label, 0..9 (categorical)
+``digit{d}_image``    static   index of the digit image in the split's pool (categorical; with
+                               the positions it determines the frame)
+``digit{d}_x``        dynamic  column of the top-left corner, pixels in ``[0, L]``
+``digit{d}_y``        dynamic  row of the top-left corner, pixels in ``[0, L]``
+``digit{d}_vx``       dynamic  horizontal velocity (pixels/frame; sign flips on a bounce)
+``digit{d}_vy``       dynamic  vertical velocity (velocities are not visible in one frame)
+``background``        dynamic  drifting background state (see :mod:`.background`), if any
+====================  =======  ==================================================================
+
+For per-frame disentanglement metrics use ``dataset.factor_subset()``: it keeps the class, the
+position and the background (:attr:`MovingMNIST.metric_factors`) and treats which image of a class
+is drawn (the handwriting) as a nuisance variable.
 """
 
 from __future__ import annotations

@@ -3,17 +3,19 @@
 Each sequence shows one shape (square, ellipse, triangle or heart) drawn from the factors of the
 frame, over black or a slowly drifting background (:mod:`.background`):
 
-============  ==========  ===============  =========================================================
-name          default     range            meaning
-============  ==========  ===============  =========================================================
-``shape``     static      categorical      index into ``shapes``
-``scale``     static      [0.5, 1]         radius as a fraction of ``0.15 * image_size``
-``colour``    static      [0.5, 1] / [0,1)  grey intensity (1 channel) or hue (3 channels, periodic)
-``x``         fast        [m, S - 1 - m]   centre column in pixels (``m``: margin that keeps the
-``y``         fast        [m, S - 1 - m]   centre row    shape inside the ``S x S`` canvas)
-``rotation``  slow        [0, 2 pi)        angle in radians (periodic)
-``background``  slowest   see background   drifting background state, if any
-============  ==========  ===============  =========================================================
+==============  ========  ================  =====================================================
+name            default   range             meaning
+==============  ========  ================  =====================================================
+``shape``       static    categorical       index into ``shapes``
+``scale``       static    [0.5, 1]          radius as a fraction of ``0.15 * image_size``
+``colour``      static    [0.5, 1] or       grey intensity (1 channel) or hue (3 channels,
+                          [0, 1)            periodic)
+``x``           fast      [m, S - 1 - m]    centre column in pixels (``m``: the margin that
+                                            keeps every shape inside the ``S x S`` canvas)
+``y``           fast      [m, S - 1 - m]    centre row in pixels
+``rotation``    slow      [0, 2 pi)         angle in radians (periodic)
+``background``  slowest   see background    drifting background state, if any
+==============  ========  ================  =====================================================
 
 Every continuous factor moves at constant velocity, bouncing off the ends of its range (wrapping
 for a periodic one; :func:`~pyro_dynvae.data.trajectories.linear_trajectories`). Its velocity has
