@@ -108,18 +108,23 @@ def linear_gaussian_model(guide, decoder_weight, potential_rank=0):
     return dynvae
 
 
-def chain_covariance(eigenvalues, noise_scale, num_frames):
-    """Dense prior covariance of ``z_0 ~ N(0, I)``, ``z_t = diag(lambda) z_{t-1} + N(0, q^2 I)``:
-    ``Cov(z_t, z_s) = A^(t-s) P_s`` with ``P_t = A P_{t-1} A' + Q``."""
-    n = len(eigenvalues)
-    transition = torch.diag(eigenvalues)
-    marginal = [torch.eye(n, dtype=eigenvalues.dtype)]
-    for _ in range(num_frames - 1):
-        marginal.append(transition @ marginal[-1] @ transition.T + noise_scale**2 * torch.eye(n))
-    covariance = torch.zeros(num_frames * n, num_frames * n, dtype=eigenvalues.dtype)
-    for t in range(num_frames):
-        for s in range(t + 1):
-            block = torch.linalg.matrix_power(transition, t - s) @ marginal[s]
+def chain_covariance(transition_matrices, noise_scale):
+    """Dense prior covariance of ``z_0 ~ N(0, I)``, ``z_t = A_t z_{t-1} + N(0, q^2 I)`` from
+    ``P_t = A_t P_{t-1} A_t' + Q`` and ``Cov(z_t, z_s) = A_t ... A_{s+1} P_s`` (``t >= s``).
+
+    :param transition_matrices: ``(T-1, n, n)``, ``A_1..A_{T-1}``.
+    """
+    num_frames, n = transition_matrices.shape[0] + 1, transition_matrices.shape[-1]
+    eye = torch.eye(n, dtype=transition_matrices.dtype)
+    marginal = [eye]
+    for transition in transition_matrices:
+        marginal.append(transition @ marginal[-1] @ transition.T + noise_scale**2 * eye)
+    covariance = torch.zeros(num_frames * n, num_frames * n, dtype=eye.dtype)
+    for s in range(num_frames):
+        block = marginal[s]
+        for t in range(s, num_frames):
+            if t > s:
+                block = transition_matrices[t - 1] @ block
             covariance[t * n : (t + 1) * n, s * n : (s + 1) * n] = block
             covariance[s * n : (s + 1) * n, t * n : (t + 1) * n] = block.T
     return covariance
@@ -128,7 +133,8 @@ def chain_covariance(eigenvalues, noise_scale, num_frames):
 def linear_gaussian_problem(decoder_weight, seed=0):
     """Frames sampled from the model and the exact posterior ``p(z | x)`` of each sequence."""
     generator = torch.Generator().manual_seed(seed)
-    covariance = chain_covariance(EIGENVALUES, NOISE_SCALE, FRAMES)
+    transitions = torch.diag(EIGENVALUES).expand(FRAMES - 1, LATENT, LATENT)
+    covariance = chain_covariance(transitions, NOISE_SCALE)
     latents = dist.MultivariateNormal(torch.zeros(FRAMES * LATENT, dtype=torch.float64), covariance)
     torch.manual_seed(seed)
     z = latents.sample((SEQUENCES,)).reshape(SEQUENCES, FRAMES, LATENT)
@@ -204,6 +210,25 @@ def test_structured_guide_recovers_exact_posterior_and_meanfield_cannot():
     assert kls["structured"].mean() < 0.05 and kls["structured"].max() < 0.1
     assert (kls["meanfield"] >= meanfield_floor - 1e-6).all()
     assert kls["meanfield"].mean() > 10 * kls["structured"].mean()
+
+
+@pytest.mark.parametrize("variant", ["unconstrained", "full_a", "block_a"])
+def test_latent_prior_is_the_dense_markov_chain(variant):
+    torch.manual_seed(0)
+    dynvae = build_model(variant, transition_scale=0.4, **TINY).double()
+    transitions = dynvae.model.transitions
+    if variant == "block_a":  # a basis away from the identity
+        with torch.no_grad():
+            transitions.basis_skew.normal_(0, 0.3)
+            transitions.basis_log_scale.normal_(0, 1.0)
+    centre = transitions.centre.double()
+    theta = centre + 0.2 * torch.randn(3, 5, transitions.num_params, dtype=torch.float64)
+    prior = transitions.prior(theta, 6, theta)
+    z = torch.randn(3, 6, 4, dtype=torch.float64)
+    for b in range(3):
+        covariance = chain_covariance(transitions.transition_matrices(theta[b]), 0.4)
+        dense = dist.MultivariateNormal(torch.zeros(24, dtype=torch.float64), covariance)
+        assert torch.allclose(prior.log_prob(z)[b], dense.log_prob(z[b].flatten()))
 
 
 # ----- the analytic-KL ELBO and the Monte Carlo ELBO estimate the same number -----
