@@ -249,3 +249,17 @@ def test_option_combinations_give_finite_gradients(variant, options):
     assert math.isfinite(loss.item())
     grads = [p.grad for p in loss_fn.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("variant", ["hierarchical", "block_a", "slowvae"])
+def test_runs_on_cuda(variant):
+    torch.manual_seed(0)
+    dynvae = build_model(variant, image_size=32, conv_channels=(4, 8), feature_dim=16).cuda()
+    frames = torch.rand(2, 4, 1, 32, 32, device="cuda")
+    loss = dynvae.make_elbo()(dynvae.model, dynvae.guide)(frames)
+    loss.backward()
+    assert math.isfinite(loss.item())
+    assert dynvae.encode(frames)["z_mean"].device.type == "cuda"
+    assert dynvae.forecast(frames, 2).device.type == "cuda"
