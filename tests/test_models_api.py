@@ -10,6 +10,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from scipy import stats
+from torch.distributions import kl_divergence
 
 from pyro_dynvae.models import VARIANTS, DynamicsVAEConfig, LaplaceRandomWalk, build_model
 from pyro_dynvae.models.dynamics import group_weights
@@ -263,3 +264,23 @@ def test_runs_on_cuda(variant):
     assert math.isfinite(loss.item())
     assert dynvae.encode(frames)["z_mean"].device.type == "cuda"
     assert dynvae.forecast(frames, 2).device.type == "cuda"
+
+
+@pytest.mark.parametrize("variant", sorted(EXPECTED_VARIANTS))
+def test_documented_elbo_terms_match_what_trace_mean_field_does(variant):
+    dynvae = build_model(variant, **TINY)
+    frames = torch.rand(2, 3, 1, 4, 4)
+    guide_trace = poutine.trace(dynvae.guide).get_trace(frames)
+    model_trace = poutine.trace(poutine.replay(dynvae.model, guide_trace)).get_trace(frames)
+    for name, how in dynvae.variant_config.elbo_terms().items():
+        site = model_trace.nodes[name]
+        if name in ("frames", "dynamics_penalty"):
+            assert site["is_observed"]
+            continue
+        guide_fn, model_fn = guide_trace.nodes[name]["fn"], site["fn"]
+        if how.startswith("monte carlo"):
+            with pytest.raises(NotImplementedError):
+                kl_divergence(guide_fn, model_fn)
+        else:  # analytic, or a point estimate (KL(Delta || p) = -log p)
+            kl = kl_divergence(guide_fn, model_fn)
+            assert kl.shape == guide_fn.batch_shape and torch.isfinite(kl).all()
