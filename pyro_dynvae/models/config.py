@@ -103,7 +103,10 @@ class DynamicsVAEConfig:
 
     Objective: ``kl_scale`` (``beta`` on the latent term), ``likelihood``
     (``"continuous_bernoulli"`` on frames in [0, 1], ``"bernoulli"`` on frames binarised at
-    0.5, ``"gaussian"`` with standard deviation ``observation_scale``).
+    0.5, ``"gaussian"`` with standard deviation ``observation_scale``). On (nearly) binary
+    frames such as Moving MNIST prefer ``"bernoulli"``: the continuous Bernoulli's density grows
+    without bound as its parameter goes to 0 or 1 (capped only by float32 clamping, about 2.8
+    nats per pixel), so its loss runs far below zero while the latents are ignored.
 
     Networks: ``architecture`` (``"conv"`` or ``"mlp"`` on flattened frames), ``conv_channels``,
     ``feature_dim`` (conv features), ``encoder_hidden`` / ``decoder_hidden`` (MLP widths; ``()``
