@@ -106,7 +106,7 @@ class DynamicsVAEConfig:
     0.5, ``"gaussian"`` with standard deviation ``observation_scale``). On (nearly) binary
     frames such as Moving MNIST prefer ``"bernoulli"``: the continuous Bernoulli's density grows
     without bound as its parameter goes to 0 or 1 (capped only by float32 clamping, about 2.8
-    nats per pixel), so its loss runs far below zero while the latents are ignored.
+    nats per pixel), so its loss is dominated by pushing background logits to the extremes.
 
     Networks: ``architecture`` (``"conv"`` or ``"mlp"`` on flattened frames), ``conv_channels``,
     ``feature_dim`` (conv features), ``encoder_hidden`` / ``decoder_hidden`` (MLP widths; ``()``
