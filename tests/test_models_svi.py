@@ -289,3 +289,21 @@ def test_minibatch_scaling_of_local_and_global_sites():
         assert trace.nodes["dynamics"]["scale"] == 5.0
         assert trace.nodes["z"]["scale"] == 5.0
     assert model_trace.nodes["frames"]["scale"] == 5.0
+
+
+def test_type2_scales_reach_the_laplace_maximum_likelihood():
+    # with theta observed, maximising log p(theta | s) over s gives s_i = mean |theta_i - 1|
+    torch.manual_seed(0)
+    dynvae = build_model("hierarchical", scale_inference="type2", prior_scale=1.0, **TINY)
+    true_scales = torch.tensor([0.05, 0.2, 0.5, 1.0])
+    theta = 1 + torch.distributions.Laplace(0.0, true_scales).sample((16, 8))
+    z = torch.randn(16, 9, 4)
+    frames = moving_bar_frames(16, 9, seed=5)
+    conditioned = poutine.condition(dynvae.model, data={"dynamics": theta, "z": z})
+    optimizer = torch.optim.Adam([dynvae.model.scales_unconstrained], lr=0.1)
+    for _ in range(200):
+        optimizer.zero_grad()
+        (-poutine.trace(conditioned).get_trace(frames).log_prob_sum()).backward()
+        optimizer.step()
+    expected = (theta - 1).abs().mean((0, 1))
+    assert torch.allclose(dynvae.model.scales, expected, rtol=0.02)
