@@ -307,3 +307,28 @@ def test_type2_scales_reach_the_laplace_maximum_likelihood():
         optimizer.step()
     expected = (theta - 1).abs().mean((0, 1))
     assert torch.allclose(dynvae.model.scales, expected, rtol=0.02)
+
+
+def test_hierarchical_prior_puts_the_static_factor_in_a_slow_latent():
+    # known answer: in moving_bar_frames the background level is static and the bar moves;
+    # the latent with the smallest learned prior scale s_i should carry the level, with
+    # eigenvalues at 1 and a code constant in time
+    torch.manual_seed(0)
+    frames = moving_bar_frames(64, 8, seed=1)
+    level = frames[:, 0].amin((-1, -2, -3))
+    dynvae = build_model(
+        "hierarchical",
+        num_sequences=64,
+        likelihood="gaussian",
+        observation_scale=0.1,
+        **TINY,
+    )
+    train(dynvae, frames, steps=300, lr=1e-2)
+    summary = dynvae.encode(frames)
+    scales = summary["prior_scales"]
+    slow = scales.argmin()
+    assert scales[slow] < 0.5 * scales.max()
+    assert (summary["eigenvalues"][..., slow].mean() - 1).abs() < 0.03
+    code = summary["z_mean"][..., slow]
+    assert code.std(1).mean() < 0.5 * code.mean(1).std()
+    assert torch.corrcoef(torch.stack([code.mean(1), level]))[0, 1].abs() > 0.95
