@@ -171,7 +171,7 @@ class DynamicsVAEConfig:
 
     @property
     def has_prior_scales(self) -> bool:
-        """Whether ``theta`` has a prior with scales ``s`` (site or parameter ``prior_scales``)."""
+        """Whether ``theta`` has a prior with scales ``s`` (site or ``model.scales``)."""
         return self.has_dynamics_site and self.dynamics_prior is not None
 
     def elbo_terms(self) -> dict[str, str]:
@@ -191,7 +191,7 @@ class DynamicsVAEConfig:
             else:
                 terms["dynamics"] = "analytic"
             if self.penalty_weight > 0:
-                terms["dynamics_penalty"] = "pyro.factor at the point estimate"
+                terms["dynamics_penalty"] = "pyro.factor at the guide's theta"
         gaussian_prior = self.dynamics != "random_walk"
         terms["z"] = "analytic" if gaussian_prior else "monte carlo (Laplace random walk prior)"
         terms["frames"] = "monte carlo"
