@@ -13,9 +13,10 @@ One run prints one table. Each cell is the median wall time (ms) of repeated run
 - ``hmm``: Pyro's ``GaussianHMM.log_prob`` + ``backward`` for the same chain observed through
   ``x_t = z_t + v_t`` (parallel-scan marginal likelihood).
 
-Ratios are ``time / block time`` (``diag`` is ``block / diag``: its speed-up), so a ratio
-above 1 means the reference is slower than the block path. float32, CPU, one intra-op thread
-by default (``--threads``).
+Validation is off for every distribution and gradients are cleared before each run (as after
+``zero_grad(set_to_none=True)``). Ratios are ``time / block time`` (``diag`` is
+``block / diag``: its speed-up), so a ratio above 1 means the reference is slower than the
+block path. float32, CPU, one intra-op thread by default (``--threads``).
 
 Usage::
 
@@ -73,14 +74,30 @@ def leaves(*tensors):
     return [x.detach().clone().requires_grad_() for x in tensors]
 
 
-def run_ours(loc, diag, offdiag, blocks):
-    d = BlockTridiagMVN(loc, diag, offdiag, blocks=blocks)
+def fresh_grads(fn, tensors):
+    """``fn`` with the gradients of ``tensors`` cleared first, as after
+    ``optimizer.zero_grad(set_to_none=True)``, so runs do not time gradient accumulation."""
+
+    def run():
+        for x in tensors:
+            x.grad = None
+        fn(*tensors)
+
+    return run
+
+
+def run_ours(loc, diag, offdiag, blocks="full"):
+    d = BlockTridiagMVN(loc, diag, offdiag, validate_args=False, blocks=blocks)
     z = d.rsample()
     (d.log_prob(z) + d.entropy()).sum().backward()
 
 
+def run_ours_diagonal(loc, diag, offdiag):
+    run_ours(loc, diag, offdiag, blocks="diagonal")
+
+
 def run_dense(loc, precision):
-    d = torch.distributions.MultivariateNormal(loc, precision_matrix=precision)
+    d = torch.distributions.MultivariateNormal(loc, precision_matrix=precision, validate_args=False)
     z = d.rsample()
     (d.log_prob(z) + d.entropy()).sum().backward()
 
@@ -109,11 +126,12 @@ def run_hmm(trans, noise_tril, obs):
     batch, num_steps, dim = obs.shape
     zeros, eye = torch.zeros(dim), torch.eye(dim)
     hmm = dist.GaussianHMM(
-        dist.MultivariateNormal(zeros, eye),
+        dist.MultivariateNormal(zeros, eye, validate_args=False),
         trans,
-        dist.MultivariateNormal(zeros, scale_tril=noise_tril),
+        dist.MultivariateNormal(zeros, scale_tril=noise_tril, validate_args=False),
         eye,
-        dist.MultivariateNormal(zeros, 0.5 * eye),
+        dist.MultivariateNormal(zeros, 0.5 * eye, validate_args=False),
+        validate_args=False,
     )
     hmm.log_prob(obs).sum().backward()
 
@@ -124,12 +142,12 @@ def bench_row(dim, num_steps, batch, repeats, budget_s):
     loc = torch.randn(batch, num_steps, dim, generator=generator)
     row = {}
     args = leaves(loc, diag, offdiag)
-    row["block"] = median_ms(lambda: run_ours(*args, "full"), repeats, budget_s)
+    row["block"] = median_ms(fresh_grads(run_ours, args), repeats, budget_s)
     diag_args = leaves(loc, diag.diagonal(dim1=-2, dim2=-1), offdiag.diagonal(dim1=-2, dim2=-1))
-    row["diag"] = median_ms(lambda: run_ours(*diag_args, "diagonal"), repeats, budget_s)
+    row["diag"] = median_ms(fresh_grads(run_ours_diagonal, diag_args), repeats, budget_s)
     if batch * (num_steps * dim) ** 3 <= DENSE_FLOP_LIMIT:
         dense_args = leaves(loc.flatten(-2), ops.dense_from_blocks(diag, offdiag))
-        row["dense"] = median_ms(lambda: run_dense(*dense_args), repeats, budget_s)
+        row["dense"] = median_ms(fresh_grads(run_dense, dense_args), repeats, budget_s)
     bands = band_of(diag, offdiag)
     row["banded"] = median_ms(lambda: run_banded(bands), repeats, budget_s)
     # The HMM's first transition maps a N(0, I) initial state to z_0; the rest follow A_t'.
@@ -138,7 +156,7 @@ def bench_row(dim, num_steps, batch, repeats, budget_s):
         torch.cat([torch.eye(dim).expand(batch, 1, dim, dim), noise], 1)
     )
     hmm_args = [hmm_trans, leaves(noise_tril)[0], torch.randn(batch, num_steps, dim)]
-    row["hmm"] = median_ms(lambda: run_hmm(*hmm_args), repeats, budget_s)
+    row["hmm"] = median_ms(fresh_grads(run_hmm, hmm_args), repeats, budget_s)
     return row
 
 
