@@ -193,7 +193,7 @@ class BlockTridiagMVN(TorchDistribution):
         if "info_vec" in self.__dict__:
             new.__dict__["info_vec"] = self.info_vec.expand(new.loc.shape)
         super(BlockTridiagMVN, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self.__dict__.get("_validate_args")
+        new._validate_args = self._validate_args
         return new
 
     # -- parameters and cached factorisations ----------------------------------------------------
