@@ -493,7 +493,12 @@ def block_cholesky(
 
 
 def logdet(factor: BlockCholesky, *, blocks: str = "full") -> Tensor:
-    """``log|J| = 2 sum_t log diag C_t``, shape ``(...)``."""
+    """``log|J| = 2 sum_t log diag C_t``.
+
+    :param BlockCholesky factor: from :func:`block_cholesky`.
+    :param str blocks: ``"full"`` or ``"diagonal"``, the layout of ``factor``.
+    :returns: ``(...)``.
+    """
     alg = _algebra(blocks)
     return 2 * alg.diagonal(factor.diag).log().sum((-1, -2))
 
@@ -648,8 +653,13 @@ def selected_inverse(factor: BlockCholesky, *, blocks: str = "full") -> tuple[Te
 def matvec(
     diag_blocks: Tensor, offdiag_blocks: Tensor, x: Tensor, *, blocks: str = "full"
 ) -> Tensor:
-    """``J x`` for ``x`` of shape ``(..., T, n)`` (batch dims broadcast), in parallel over t:
-    ``(J x)_t = D_t x_t + B_{t-1} x_{t-1} + B_t' x_{t+1}``.
+    """``J x`` in parallel over t: ``(J x)_t = D_t x_t + B_{t-1} x_{t-1} + B_t' x_{t+1}``.
+
+    :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` if diagonal).
+    :param torch.Tensor offdiag_blocks: ``(..., T-1, n, n)`` (``(..., T-1, n)``).
+    :param torch.Tensor x: ``(..., T, n)``; batch dims broadcast with the blocks'.
+    :param str blocks: ``"full"`` or ``"diagonal"``.
+    :returns: ``(..., T, n)``.
     """
     alg = _algebra(blocks)
     col = x.unsqueeze(-1)
@@ -666,6 +676,9 @@ def quadratic_form(
 ) -> Tensor:
     """``x' J x = sum_t x_t' D_t x_t + 2 sum_t x_{t+1}' B_t x_t`` in parallel over t.
 
+    :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` if diagonal).
+    :param torch.Tensor offdiag_blocks: ``(..., T-1, n, n)`` (``(..., T-1, n)``).
+    :param str blocks: ``"full"`` or ``"diagonal"``.
     :param torch.Tensor x: ``(..., T, n)``; batch dims broadcast with the blocks'.
     :returns: ``(...)``.
     """
@@ -679,8 +692,12 @@ def quadratic_form(
 def dense_from_blocks(
     diag_blocks: Tensor, offdiag_blocks: Tensor, *, blocks: str = "full", symmetric: bool = True
 ) -> Tensor:
-    """Assemble the dense ``(..., T*n, T*n)`` matrix (for tests and small problems).
+    """Assemble the dense ``(..., T*n, T*n)`` matrix, rows and columns in ``(t, i)`` order
+    (for tests and small problems).
 
+    :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` if diagonal).
+    :param torch.Tensor offdiag_blocks: ``(..., T-1, n, n)`` (``(..., T-1, n)``).
+    :param str blocks: ``"full"`` or ``"diagonal"``.
     :param bool symmetric: put ``B_t'`` above the diagonal (a symmetric ``J``); with ``False``
         the upper part is zero (the lower block-bidiagonal Cholesky factor ``L``).
     """
