@@ -180,6 +180,7 @@ def main(argv=None):
         f"{torch.__version__}; median ms of up to {args.repeats} runs; (x) = time / block "
         "time, except diag: block / diag"
     )
+    bench_row(4, 20, 1, 2, args.budget)  # warm-up: library initialisation, first-call costs
     header = f"{'n':>3} {'T':>5} {'B':>3} | " + " | ".join(f"{c:>17}" for c in columns)
     print(header)
     print("-" * len(header))
