@@ -121,6 +121,7 @@ class BlockTridiagMVN(TorchDistribution):
         :param torch.Tensor info_vec: ``h``, ``(..., T, n)``.
         :param torch.Tensor diag_blocks: as in the constructor.
         :param torch.Tensor offdiag_blocks: as in the constructor.
+        :param bool validate_args: as in the constructor.
         :param str blocks: ``"full"`` or ``"diagonal"``, keyword only.
         """
         num_steps, dim = ops.check_block_shapes(diag_blocks, offdiag_blocks, blocks=blocks)
@@ -171,7 +172,9 @@ class BlockTridiagMVN(TorchDistribution):
             with ``blocks="diagonal"``. ``T = trans_matrix.shape[-3] + 1`` (``shape[-2] + 1``).
         :param torch.Tensor trans_cov: ``(..., T-1, n, n)``; variances ``(..., T-1, n)`` with
             ``blocks="diagonal"``.
+        :param bool validate_args: as in the constructor.
         :param str blocks: ``"full"`` or ``"diagonal"``, keyword only.
+        :raises ValueError: if ``init_cov`` or ``trans_cov`` is not positive definite.
         """
         diag_blocks, offdiag_blocks = ops.markov_chain_blocks(
             init_cov, trans_matrix, trans_cov, blocks=blocks
