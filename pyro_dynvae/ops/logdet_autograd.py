@@ -20,10 +20,13 @@ backward is replaced by the closed form ``Sigma``); selected inversion as in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import block_tridiag as sequential
 from .cyclic_reduction import (
     cyclic_reduction_factor,
     cyclic_reduction_logdet,
@@ -33,39 +36,77 @@ from .cyclic_reduction import (
 __all__ = ["block_tridiag_logdet"]
 
 
-class _CyclicReductionLogdet(torch.autograd.Function):
+def _first_failure(failed: Tensor) -> Tensor:
+    """``(..., T)`` bool -> ``(...,)`` int64: the first flagged step, ``-1`` if none."""
+    return torch.where(failed.any(-1), failed.int().argmax(-1), -1)
+
+
+def _sequential_factor(diag_blocks: Tensor, offdiag_blocks: Tensor, blocks: str):
+    factor, failed = sequential.block_cholesky_ex(diag_blocks, offdiag_blocks, blocks=blocks)
+    return factor, _first_failure(failed)
+
+
+def _cyclic_factor(diag_blocks: Tensor, offdiag_blocks: Tensor, blocks: str):
+    factor = cyclic_reduction_factor(diag_blocks, offdiag_blocks, blocks=blocks)
+    return factor, factor.failed_step
+
+
+# algorithm -> (factorise -> (factor, failed_step), logdet(factor, blocks), band(factor, blocks))
+_ALGORITHMS: dict[str, tuple[Callable, Callable, Callable]] = {
+    "sequential": (
+        _sequential_factor,
+        lambda factor, blocks: sequential.logdet(factor, blocks=blocks),
+        lambda factor, blocks: sequential.selected_inverse(factor, blocks=blocks),
+    ),
+    "cyclic": (
+        _cyclic_factor,
+        lambda factor, blocks: cyclic_reduction_logdet(factor),
+        lambda factor, blocks: cyclic_reduction_selected_inverse(factor),
+    ),
+}
+
+
+class _BlockTridiagLogdet(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, diag_blocks: Tensor, offdiag_blocks: Tensor, blocks: str):
-        factor = cyclic_reduction_factor(diag_blocks, offdiag_blocks, blocks=blocks)
-        ctx.factor = factor
+    def forward(ctx, diag_blocks: Tensor, offdiag_blocks: Tensor, blocks: str, algorithm: str):
+        factorise, logdet, _ = _ALGORITHMS[algorithm]
+        factor, failed_step = factorise(diag_blocks, offdiag_blocks, blocks)
+        ctx.factor, ctx.blocks, ctx.algorithm = factor, blocks, algorithm
         ctx.shapes = diag_blocks.shape, offdiag_blocks.shape
-        ctx.mark_non_differentiable(factor.failed_step)
-        return cyclic_reduction_logdet(factor), factor.failed_step
+        ctx.mark_non_differentiable(failed_step)
+        return logdet(factor, blocks), failed_step
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_logdet: Tensor, grad_failed_step: Tensor | None):
-        cov_diag, cov_off = cyclic_reduction_selected_inverse(ctx.factor)
+        cov_diag, cov_off = _ALGORITHMS[ctx.algorithm][2](ctx.factor, ctx.blocks)
         diag_shape, off_shape = ctx.shapes
         event_dims = cov_diag.dim() - grad_logdet.dim()
         grad = grad_logdet.reshape(grad_logdet.shape + (1,) * event_dims)
         grad_diag = (grad * cov_diag).sum_to_size(diag_shape)
         grad_off = (2 * grad * cov_off).sum_to_size(off_shape)
-        return grad_diag, grad_off, None
+        return grad_diag, grad_off, None, None
 
 
 def block_tridiag_logdet(
-    diag_blocks: Tensor, offdiag_blocks: Tensor, *, blocks: str = "full"
+    diag_blocks: Tensor,
+    offdiag_blocks: Tensor,
+    *,
+    blocks: str = "full",
+    algorithm: str = "cyclic",
 ) -> tuple[Tensor, Tensor]:
-    """``log|J|`` by cyclic reduction, with the selected-inverse backward.
+    """``log|J|`` with the selected-inverse backward.
 
     :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` with
         ``blocks="diagonal"``) diagonal blocks ``D_t``.
     :param torch.Tensor offdiag_blocks: ``(..., T-1, n, n)`` (``(..., T-1, n)``) sub-diagonal
         blocks ``B_t = J[t+1, t]``.
     :param str blocks: ``"full"`` or ``"diagonal"``.
-    :return: ``(logdet, failed_step)``: ``(...,)`` log-determinants (differentiable) and the
-        ``(...,)`` int64 ``failed_step`` of :class:`~pyro_dynvae.ops.cyclic_reduction.
-        CyclicReductionFactor` (``-1`` where ``J`` is positive definite).
+    :param str algorithm: ``"cyclic"`` (:mod:`~pyro_dynvae.ops.cyclic_reduction`) or
+        ``"sequential"`` (:mod:`~pyro_dynvae.ops.block_tridiag`); both use the backward above.
+    :return: ``(logdet, failed_step)``: ``(...,)`` log-determinants (differentiable) and
+        ``(...,)`` int64, ``-1`` where ``J`` is positive definite, else a failing time step.
     """
-    return _CyclicReductionLogdet.apply(diag_blocks, offdiag_blocks, blocks)
+    if algorithm not in _ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {tuple(_ALGORITHMS)}, got {algorithm!r}")
+    return _BlockTridiagLogdet.apply(diag_blocks, offdiag_blocks, blocks, algorithm)
