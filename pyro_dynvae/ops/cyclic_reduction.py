@@ -32,7 +32,8 @@ levels in which each level is a handful of batched ``cholesky_ex`` / ``solve_tri
   ``Sigma_ee = D_e^{-1} + V_e Sigma_loc V_e'`` [4, 5].
 
 Every level costs about ``(1/3 + 2 + 6) n^3`` flops per eliminated block (Cholesky, the
-triangular solve with ``2n`` right-hand sides and three ``n x n`` products), about 3.6 times
+triangular solve with ``2n`` right-hand sides and three ``n x n`` products; ``8 n^3`` instead of
+``6 n^3`` for ``n < 32``, where one product beats three), about 3.6 to 4.4 times
 the ``7/3 n^3`` of the sequential block Cholesky, in exchange for ``floor(log2 T) + 1``
 dependent steps instead of ``T``. Memory is linear in ``T``.
 
@@ -151,11 +152,39 @@ def _solve_upper(chol: Tensor, rhs: Tensor, unit: bool) -> Tensor:
     return torch.linalg.solve_triangular(chol.mT, rhs, upper=True)
 
 
+def _matmul(a: Tensor, b: Tensor, unit: bool) -> Tensor:
+    """``a @ b``; for the ``1 x 1``-block layout the operands are at most ``2 x 2``, where a
+    broadcast product beats one BLAS call per matrix by far."""
+    if unit:
+        return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+    return a @ b
+
+
 def _cholesky_inverse(chol: Tensor, unit: bool) -> Tensor:
     """``(C C')^{-1}``."""
     if unit:
         return chol.square().reciprocal()
     return torch.cholesky_inverse(chol)
+
+
+def _schur_products(coupling: Tensor, num_kept: int, unit: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """The Schur-complement terms ``R_e R_e'`` (``e < num_kept``), ``L_e L_e'`` (``e >= 1``) and
+    ``R_e L_e'`` (``1 <= e < num_kept``), with ``L_e = Z_e[:k]``, ``R_e = Z_e[k:]``.
+
+    For ``k < 32`` one ``2k x 2k`` Gram product per block (one BLAS call per block: on CPU small
+    batched products cost about 0.4 us per block whatever their size); from ``k = 32`` on, the
+    three ``k x k`` products (25 % fewer flops).
+    """
+    k = coupling.shape[-1]
+    if k < 32:
+        gram = _matmul(coupling, coupling.mT, unit)
+        return gram[..., :num_kept, k:, k:], gram[..., 1:, :k, :k], gram[..., 1:num_kept, k:, :k]
+    left, right = coupling[..., :k, :], coupling[..., k:, :]
+    return (
+        right[..., :num_kept, :, :] @ right[..., :num_kept, :, :].mT,
+        left[..., 1:, :, :] @ left[..., 1:, :, :].mT,
+        right[..., 1:num_kept, :, :] @ left[..., 1:num_kept, :, :].mT,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,19 +296,16 @@ def cyclic_reduction_factor(
         if num_kept == 0:
             levels.append(_Level(chol, None))
             break
-        k = diag.shape[-1]
         padded = _pad_time(off, 1, 1, -3)  # padded[t] = B_{t-1}, zero at both ends
         neighbours = torch.cat(
             [padded[..., 0 : 2 * num_elim : 2, :, :].mT, padded[..., 1::2, :, :]], dim=-2
         )  # [J[e-1, e]; J[e+1, e]]
         coupling = _solve_right_upper(chol, neighbours, unit)
         levels.append(_Level(chol, coupling))
-        to_left, to_right = coupling[..., :k, :], coupling[..., k:, :]  # Z_e[:k], Z_e[k:]
-        reduced = diag[..., 1::2, :, :] - to_right[..., :num_kept, :, :] @ (
-            to_right[..., :num_kept, :, :].mT
-        )
-        reduced[..., : num_elim - 1, :, :] -= to_left[..., 1:, :, :] @ to_left[..., 1:, :, :].mT
-        off = -(to_right[..., 1:num_kept, :, :] @ to_left[..., 1:num_kept, :, :].mT)
+        right_right, left_left, right_left = _schur_products(coupling, num_kept, unit)
+        reduced = diag[..., 1::2, :, :] - right_right
+        reduced[..., : num_elim - 1, :, :] -= left_left
+        off = -right_left
         diag = reduced
         stride *= 2
     if unit:
@@ -309,7 +335,7 @@ def _back_substitute(factor: CyclicReductionFactor, projected: list[Tensor]) -> 
             left = _pad_time(x, 1, 0, -2)[..., :num_elim, :]  # x_{e-1}
             right = _pad_time(x, 0, num_elim - num_kept, -2)  # x_{e+1}
             neighbours = torch.cat([left, right], dim=-1)
-            u = u - (level.coupling.mT @ neighbours[..., None])[..., 0]
+            u = u - _matmul(level.coupling.mT, neighbours[..., None], unit)[..., 0]
         x_elim = _solve_upper(level.chol, u[..., None], unit)[..., 0]
         x = x_elim if x is None else _interleave(x_elim, x, x_elim.shape[-2] + x.shape[-2], -2)
     return x
@@ -331,7 +357,7 @@ def cyclic_reduction_solve(factor: CyclicReductionFactor, rhs: Tensor) -> Tensor
         if level.coupling is None:
             break
         num_elim, num_kept, k = u.shape[-2], h.shape[-2] // 2, u.shape[-1]
-        w = (level.coupling @ u[..., None])[..., 0]
+        w = _matmul(level.coupling, u[..., None], unit)[..., 0]
         reduced = h[..., 1::2, :] - w[..., :num_kept, k:]
         reduced[..., : num_elim - 1, :] -= w[..., 1:, :k]
         h = reduced
@@ -382,8 +408,8 @@ def cyclic_reduction_selected_inverse(factor: CyclicReductionFactor) -> tuple[Te
             [torch.cat([left, cross.mT], dim=-1), torch.cat([cross, right], dim=-1)], dim=-2
         )
         weights = _solve_right_lower(chol, level.coupling, unit)  # [B_{e-1}'; B_e] D_e^{-1}
-        cov_kept_elim = -(local @ weights)  # [Sigma[e-1, e]; Sigma[e+1, e]]
-        cov_elim = chol_inv - weights.mT @ cov_kept_elim
+        cov_kept_elim = -_matmul(local, weights, unit)  # [Sigma[e-1, e]; Sigma[e+1, e]]
+        cov_elim = chol_inv - _matmul(weights.mT, cov_kept_elim, unit)
         size = num_elim + num_kept
         cov_diag = _interleave(cov_elim, cov_diag, size, -3)
         # Sigma[e, e-1] is sub-diagonal entry e-1, Sigma[e+1, e] entry e.
