@@ -135,3 +135,35 @@ def test_cuda_paths_agree_with_cpu(path):
     factor = dispatch.factorize(diag.cuda(), off.cuda(), algorithm=path)
     assert torch.allclose(dispatch.logdet(factor).cpu(), expected, rtol=1e-4)
     assert dispatch.choose_algorithm(diag.cuda()) == "cyclic"
+
+
+def test_distribution_uses_the_chosen_algorithm():
+    from pyro_dynvae.distributions import BlockTridiagMVN
+
+    num_steps, n = 20, 2
+    diag, off = random_precision((3,), num_steps, n, seed=26)
+    loc = torch.randn(3, num_steps, n, dtype=torch.float64)
+    value = torch.randn(3, num_steps, n, dtype=torch.float64)
+    with dispatch.block_tridiag_algorithm("sequential"):
+        reference = BlockTridiagMVN(loc, diag, off)
+        expected = (reference.log_prob(value), reference.entropy(), reference.variance)
+        expected_blocks = reference.covariance_blocks()
+    diag.requires_grad_()
+    with dispatch.block_tridiag_algorithm("cyclic"):
+        d = BlockTridiagMVN(loc, diag, off)
+        assert isinstance(d._factor, CyclicReductionFactor)
+        for ours, theirs in zip(
+            (d.log_prob(value), d.entropy(), d.variance), expected, strict=True
+        ):
+            assert torch.allclose(ours, theirs)
+        for ours, theirs in zip(d.covariance_blocks(), expected_blocks, strict=True):
+            assert torch.allclose(ours, theirs)
+        assert torch.allclose(d.covariance_matrix, d.to_dense().covariance_matrix)
+        info = torch.randn(3, num_steps, n, dtype=torch.float64)
+        mean = BlockTridiagMVN.from_info(info, diag, off).mean
+        dense = dense_precision(diag, off)
+        assert torch.allclose(
+            mean.reshape(3, -1, 1), torch.linalg.solve(dense, info.reshape(3, -1, 1))
+        )
+        (grad,) = torch.autograd.grad(d.rsample((2,)).sum(), diag)
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0
