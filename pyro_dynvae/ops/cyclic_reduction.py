@@ -57,6 +57,7 @@ LAPACK calls.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -201,6 +202,22 @@ def _interleave(even: Tensor, odd: Tensor, length: int, dim: int) -> Tensor:
     return torch.stack([even, odd], dim=dim).flatten(dim - 1, dim).narrow(dim, 0, length)
 
 
+@functools.lru_cache(maxsize=32)
+def _elimination_order(num_steps: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The original time step and the level of every block, in elimination order.
+
+    Level ``l`` eliminates the times ``2^l (2i + 1) - 1``, ``i = 0 .. ceil(size_l / 2) - 1``.
+    """
+    times, level_ids = [], []
+    size, stride, level = num_steps, 1, 0
+    while size:
+        num_elim = (size + 1) // 2
+        times.append(torch.arange(stride - 1, stride * (2 * num_elim - 1), 2 * stride))
+        level_ids.append(torch.full((num_elim,), level))
+        size, stride, level = size // 2, 2 * stride, level + 1
+    return torch.cat(times).to(device), torch.cat(level_ids).to(device)
+
+
 # ---------------------------------------------------------------------------------------------
 # Input handling.
 
@@ -283,23 +300,20 @@ def cyclic_reduction_factor(
     unit = blocks == "diagonal"
     num_steps = diag.shape[-3]
     levels = []
-    first = None
-    stride = 1  # the blocks of this level are the original times stride * (j + 1) - 1
+    failures = []
     while True:
         size = diag.shape[-3]
         num_elim, num_kept = (size + 1) // 2, size // 2
         chol, failed = _cholesky(diag[..., 0::2, :, :], unit)
-        # Later levels see the NaNs of a failure; keep only the first failing level's steps.
-        times = stride * torch.arange(1, 2 * num_elim, 2, device=diag.device) - 1
-        level_first = torch.where(failed, times, num_steps).amin(-1)
-        first = level_first if first is None else torch.where(first < num_steps, first, level_first)
+        failures.append(failed)
         if num_kept == 0:
             levels.append(_Level(chol, None))
             break
-        padded = _pad_time(off, 1, 1, -3)  # padded[t] = B_{t-1}, zero at both ends
-        neighbours = torch.cat(
-            [padded[..., 0 : 2 * num_elim : 2, :, :].mT, padded[..., 1::2, :, :]], dim=-2
-        )  # [J[e-1, e]; J[e+1, e]]
+        # [J[e-1, e]; J[e+1, e]] = [B_{e-1}'; B_e], zero where e-1 or e+1 is out of range.
+        k = diag.shape[-1]
+        neighbours = off.new_zeros(off.shape[:-3] + (num_elim, 2 * k, k))
+        neighbours[..., 1:, :k, :] = off[..., 1::2, :, :].mT
+        neighbours[..., :num_kept, k:, :] = off[..., 0::2, :, :]
         coupling = _solve_right_upper(chol, neighbours, unit)
         levels.append(_Level(chol, coupling))
         right_right, left_left, right_left = _schur_products(coupling, num_kept, unit)
@@ -307,7 +321,11 @@ def cyclic_reduction_factor(
         reduced[..., : num_elim - 1, :, :] -= left_left
         off = -right_left
         diag = reduced
-        stride *= 2
+    # Later levels see the NaNs of a failure: report the first failing level's earliest step.
+    failed = torch.cat(failures, dim=-1)
+    times, level_ids = _elimination_order(num_steps, diag.device)
+    first_level = torch.where(failed, level_ids, num_steps).amin(-1, keepdim=True)
+    first = torch.where(failed & (level_ids == first_level), times, num_steps).amin(-1)
     if unit:
         first = first.amin(-1)  # over the independent scalar chains
     failed_step = torch.where(first == num_steps, -1, first)
