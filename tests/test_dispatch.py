@@ -124,6 +124,7 @@ def test_sequential_logdet_gradcheck_with_selected_inverse_backward():
             (d + d.mT) / 2, b, algorithm="sequential"
         )[0],
         inputs,
+        fast_mode=True,
     )
 
 

@@ -61,7 +61,6 @@ import functools
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -192,14 +191,20 @@ def _schur_products(coupling: Tensor, num_kept: int, unit: bool) -> tuple[Tensor
 # Time-axis helpers (``dim`` is -3 for blocks, -2 for vectors).
 
 
-def _pad_time(x: Tensor, before: int, after: int, dim: int) -> Tensor:
-    return F.pad(x, (0, 0) * (-dim - 1) + (before, after))
+def _time_slice(dim: int, index: slice) -> tuple:
+    """An index selecting ``index`` along the time dim ``dim`` (negative)."""
+    return (Ellipsis, index) + (slice(None),) * (-dim - 1)
 
 
-def _interleave(even: Tensor, odd: Tensor, length: int, dim: int) -> Tensor:
-    """Merge ``even`` (times 0, 2, ...) and ``odd`` (times 1, 3, ...) into ``length`` steps."""
-    odd = _pad_time(odd, 0, even.shape[dim] - odd.shape[dim], dim)
-    return torch.stack([even, odd], dim=dim).flatten(dim - 1, dim).narrow(dim, 0, length)
+def _interleave(even: Tensor, odd: Tensor, dim: int) -> Tensor:
+    """Merge ``even`` (times 0, 2, ...) and ``odd`` (times 1, 3, ...) along ``dim``, written
+    into one new tensor (no padded or stacked temporaries)."""
+    shape = list(even.shape)
+    shape[dim] += odd.shape[dim]
+    merged = even.new_empty(shape)
+    merged[_time_slice(dim, slice(0, None, 2))] = even
+    merged[_time_slice(dim, slice(1, None, 2))] = odd
+    return merged
 
 
 @functools.lru_cache(maxsize=32)
@@ -350,12 +355,13 @@ def _back_substitute(factor: CyclicReductionFactor, projected: list[Tensor]) -> 
     for level, u in zip(reversed(factor.levels), reversed(projected), strict=True):
         if level.coupling is not None:
             num_elim, num_kept = u.shape[-2], x.shape[-2]
-            left = _pad_time(x, 1, 0, -2)[..., :num_elim, :]  # x_{e-1}
-            right = _pad_time(x, 0, num_elim - num_kept, -2)  # x_{e+1}
-            neighbours = torch.cat([left, right], dim=-1)
+            k = x.shape[-1]
+            neighbours = x.new_zeros(x.shape[:-2] + (num_elim, 2 * k))  # [x_{e-1}; x_{e+1}]
+            neighbours[..., 1:, :k] = x[..., : num_elim - 1, :]
+            neighbours[..., :num_kept, k:] = x
             u = u - _matmul(level.coupling.mT, neighbours[..., None], unit)[..., 0]
         x_elim = _solve_upper(level.chol, u[..., None], unit)[..., 0]
-        x = x_elim if x is None else _interleave(x_elim, x, x_elim.shape[-2] + x.shape[-2], -2)
+        x = x_elim if x is None else _interleave(x_elim, x, -2)
     return x
 
 
@@ -419,20 +425,22 @@ def cyclic_reduction_selected_inverse(factor: CyclicReductionFactor) -> tuple[Te
             cov_diag, cov_off = chol_inv, chol_inv[..., :0, :, :]
             continue
         num_elim, num_kept, k = chol.shape[-3], cov_diag.shape[-3], chol.shape[-1]
-        left = _pad_time(cov_diag, 1, 0, -3)[..., :num_elim, :, :]  # Sigma[e-1, e-1]
-        right = _pad_time(cov_diag, 0, num_elim - num_kept, -3)  # Sigma[e+1, e+1]
-        cross = _pad_time(cov_off, 1, num_elim - num_kept, -3)  # Sigma[e+1, e-1]
-        local = torch.cat(
-            [torch.cat([left, cross.mT], dim=-1), torch.cat([cross, right], dim=-1)], dim=-2
-        )
+        # The 2k x 2k covariance of (x_{e-1}, x_{e+1}), zero where a neighbour is missing.
+        local = chol.new_zeros(chol.shape[:-3] + (num_elim, 2 * k, 2 * k))
+        local[..., 1:, :k, :k] = cov_diag[..., : num_elim - 1, :, :]
+        local[..., :num_kept, k:, k:] = cov_diag
+        local[..., 1:num_kept, k:, :k] = cov_off
+        local[..., 1:num_kept, :k, k:] = cov_off.mT
         weights = _solve_right_lower(chol, level.coupling, unit)  # [B_{e-1}'; B_e] D_e^{-1}
         cov_kept_elim = -_matmul(local, weights, unit)  # [Sigma[e-1, e]; Sigma[e+1, e]]
+        del local  # free before the next allocations: peak memory is what limits long T
         cov_elim = chol_inv - _matmul(weights.mT, cov_kept_elim, unit)
-        size = num_elim + num_kept
-        cov_diag = _interleave(cov_elim, cov_diag, size, -3)
-        # Sigma[e, e-1] is sub-diagonal entry e-1, Sigma[e+1, e] entry e.
-        above = cov_kept_elim[..., :k, :].mT
-        cov_off = _interleave(above, cov_kept_elim[..., k:, :], 2 * num_elim, -3)[..., 1:size, :, :]
+        del chol_inv, weights
+        cov_diag = _interleave(cov_elim, cov_diag, -3)
+        # Sub-diagonal entry 2i is Sigma[e+1, e] (e = 2i), entry 2i - 1 is Sigma[e, e-1].
+        below = cov_kept_elim[..., :num_kept, k:, :]
+        above = cov_kept_elim[..., 1:, :k, :].mT
+        cov_off = _interleave(below, above, -3)
     if unit:
         return cov_diag[..., 0, 0].movedim(-2, -1), cov_off[..., 0, 0].movedim(-2, -1)
     return cov_diag, cov_off

@@ -83,8 +83,9 @@ class _BlockTridiagLogdet(torch.autograd.Function):
         diag_shape, off_shape = ctx.shapes
         event_dims = cov_diag.dim() - grad_logdet.dim()
         grad = grad_logdet.reshape(grad_logdet.shape + (1,) * event_dims)
-        grad_diag = (grad * cov_diag).sum_to_size(diag_shape)
-        grad_off = (2 * grad * cov_off).sum_to_size(off_shape)
+        # In place: the selected inverse is ours, and memory is what limits long sequences.
+        grad_diag = cov_diag.mul_(grad).sum_to_size(diag_shape)
+        grad_off = cov_off.mul_(2 * grad).sum_to_size(off_shape)
         return grad_diag, grad_off, None, None
 
 
