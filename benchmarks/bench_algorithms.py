@@ -169,6 +169,12 @@ def measure_row(batch: int, num_steps: int, n: int, repeats: int) -> dict[str, f
     return row
 
 
+def _target(label: str, ratio: float, bound: float, at_most: bool = False) -> str:
+    met = ratio <= bound if at_most else ratio >= bound
+    relation = "<=" if at_most else ">="
+    return f"{label} = {ratio:.2f} (target {relation} {bound:g}: {'met' if met else 'MISSED'})"
+
+
 def memory_probe(batch: int, num_steps: int, n: int, algorithm: str) -> None:
     """Run one forward+backward with the selected-inverse backward and print the growth of the
     peak resident memory in MiB and the time in ms."""
@@ -258,23 +264,29 @@ def main() -> None:
     print("\nissue 6 targets (auto = the dispatched path; B=1 targets on cyclic)")
     for (batch, num_steps, n), row in rows.items():
         if batch == 1 and num_steps == 1000 and n in (8, 32):
-            vs_banded = row["cyclic"] / row["banded"]
-            vs_seq = row["sequential"] / row["cyclic"]
-            vs_seq_bwd = row["sequential bwd"] / row["cyclic bwd"]
             print(
-                f"B=1 T=1000 n={n}: cyclic/banded = {vs_banded:.2f} (target <= 2: "
-                f"{'met' if vs_banded <= 2 else 'MISSED'}); sequential/cyclic = {vs_seq:.2f} "
-                f"(target >= 3: {'met' if vs_seq >= 3 else 'MISSED'}); fwd+bwd "
-                f"sequential/cyclic = {vs_seq_bwd:.2f} (target >= 2: "
-                f"{'met' if vs_seq_bwd >= 2 else 'MISSED'})"
+                f"B=1 T=1000 n={n}: "
+                + "; ".join(
+                    [
+                        _target("cyclic/banded", row["cyclic"] / row["banded"], 2, at_most=True),
+                        _target("sequential/cyclic", row["sequential"] / row["cyclic"], 3),
+                        _target(
+                            "fwd+bwd sequential/cyclic",
+                            row["sequential bwd"] / row["cyclic bwd"],
+                            2,
+                        ),
+                    ]
+                )
             )
         if batch == 64:
-            vs_banded = row["banded"] / row["auto"]
-            vs_hmm = row["hmm"] / row["auto"]
             print(
-                f"B=64 T={num_steps} n={n}: banded/auto = {vs_banded:.2f} (target > 1: "
-                f"{'met' if vs_banded > 1 else 'MISSED'}); hmm/auto = {vs_hmm:.2f} "
-                f"(target >= 3: {'met' if vs_hmm >= 3 else 'MISSED'})"
+                f"B=64 T={num_steps} n={n}: "
+                + "; ".join(
+                    [
+                        _target("banded/auto", row["banded"] / row["auto"], 1),
+                        _target("hmm/auto", row["hmm"] / row["auto"], 3),
+                    ]
+                )
             )
 
     if not args.quick:
