@@ -5,7 +5,7 @@ Two algorithms compute the same quantities for a block-tridiagonal SPD precision
 - ``"sequential"``: the block Cholesky of :mod:`pyro_dynvae.ops.block_tridiag`, ``T`` dependent
   steps, ``7/3 T n^3`` flops per sequence;
 - ``"cyclic"``: block cyclic reduction, :mod:`pyro_dynvae.ops.cyclic_reduction`,
-  ``floor(log2 T) + 1`` dependent steps, about 3.6 times the flops.
+  ``floor(log2 T) + 1`` dependent steps, 3.6-4.4 times the flops.
 
 The functions here take ``algorithm="auto" | "sequential" | "cyclic"`` (``None``: the current
 default, ``"auto"`` unless changed with the :func:`block_tridiag_algorithm` context manager) and
@@ -16,17 +16,19 @@ always follow the factorisation.
 step on a CPU whatever the work, and on a GPU it is bound by kernel-launch latency; cyclic
 reduction replaces ``T`` such steps by ``log2 T`` wider ones but does more arithmetic. Measured
 on this project's CPU (one thread, float32, log-determinant, T in {100, 1000}, B in {1, 4, 16,
-64}, n in {2, 4, 8, 16, 32}; see ``benchmarks/bench_algorithms.py``), cyclic reduction won
-by 1.3-16x wherever ``B n^3 <= 16384`` or ``B n^2 <= 1024`` (e.g. B=1 up to n=32, B=16 up to
-n=8, B=64 up to n=4), and lost by 1.0-2x beyond (e.g. B=16 at n=16: 0.8-1.0x, B=64 at n=8:
-0.75x, B=64 at n=32: 0.5x). Hence on CPU: cyclic iff ``T >= 16`` and
+64}, n in {2, 4, 8, 16, 32}; see ``benchmarks/bench_algorithms.py``), cyclic reduction won or
+tied (1.0-16x) wherever ``B n^3 <= 16384`` or ``B n^2 <= 1024`` (e.g. B=1 up to n=32, B=16 up
+to n=8, B=64 up to n=4) and mostly lost beyond (0.5-1.0x: B=16 at n=16, B=64 at n=8 and n=32;
+single noisy exceptions up to 1.6x). Hence on CPU: cyclic iff ``T >= 16`` and
 (``B n^3 <= 16384`` or ``B n^2 <= 1024``), ``B`` the number of sequences (the product of the batch
 dims). Diagonal blocks (``B n`` scalar chains): the sequential loop is one fused elementwise
 operation per step, so cyclic reduction only won at T=1000 with 16 chains (8.5x) and lost at
 T=100 (0.6x with 16 chains, 0.2x with 1024) and at T=1000 with 1024 or more chains (0.3-0.5x):
 cyclic iff ``T >= 512`` and ``B n <= 64``. On CUDA: cyclic iff ``T >= 16`` (not measured here:
 this project's machine has no GPU; it follows from the launch-latency argument above).
-All timings were taken on a 2-core machine shared with other jobs: treat them as rough.
+The guard ``T >= 16`` is a judgement, not a measurement (below it both paths are a few dozen
+operations). All timings were taken on a 2-core machine shared with other jobs: treat them as
+rough, and override the choice where it matters.
 """
 
 from __future__ import annotations
