@@ -131,10 +131,16 @@ def test_sequential_logdet_gradcheck_with_selected_inverse_backward():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("path", PATHS)
 def test_cuda_paths_agree_with_cpu(path):
-    diag, off = random_precision((4,), 100, 8, torch.float32, seed=25)
-    expected = dispatch.logdet(dispatch.factorize(diag, off, algorithm="sequential"))
+    diag, off = random_precision((4,), 100, 8, torch.float64, seed=25)
+    rhs = torch.randn(4, 100, 8, 2, dtype=torch.float64)
+    reference = dispatch.factorize(diag, off, algorithm="sequential")
     factor = dispatch.factorize(diag.cuda(), off.cuda(), algorithm=path)
-    assert torch.allclose(dispatch.logdet(factor).cpu(), expected, rtol=1e-4)
+    assert torch.allclose(dispatch.logdet(factor).cpu(), dispatch.logdet(reference))
+    assert torch.allclose(dispatch.solve(factor, rhs.cuda()).cpu(), dispatch.solve(reference, rhs))
+    for ours, theirs in zip(
+        dispatch.selected_inverse(factor), dispatch.selected_inverse(reference), strict=True
+    ):
+        assert torch.allclose(ours.cpu(), theirs)
     assert dispatch.choose_algorithm(diag.cuda()) == "cyclic"
 
 
