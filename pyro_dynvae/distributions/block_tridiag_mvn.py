@@ -11,6 +11,7 @@ from torch.distributions import MultivariateNormal, constraints
 from torch.distributions.utils import lazy_property
 
 from pyro_dynvae.ops import block_tridiag as ops
+from pyro_dynvae.ops import dispatch  # algorithm choice (sequential / cyclic), see its docs
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -130,8 +131,8 @@ class BlockTridiagMVN(TorchDistribution):
                 f"info_vec must have shape (..., T, n) = (..., {num_steps}, {dim}) to match "
                 f"diag_blocks {tuple(diag_blocks.shape)}, got {tuple(info_vec.shape)}"
             )
-        factor = ops.block_cholesky(diag_blocks, offdiag_blocks, blocks=blocks)
-        loc = ops.solve(factor, info_vec.unsqueeze(-1), blocks=blocks).squeeze(-1)
+        factor = dispatch.factorize(diag_blocks, offdiag_blocks, blocks=blocks)
+        loc = dispatch.solve(factor, info_vec.unsqueeze(-1), blocks=blocks).squeeze(-1)
         new = cls.__new__(cls)
         new.__dict__["_factor"] = factor  # seeds the lazy_property: no second factorisation
         new.__init__(loc, diag_blocks, offdiag_blocks, validate_args=validate_args, blocks=blocks)
@@ -214,12 +215,12 @@ class BlockTridiagMVN(TorchDistribution):
         return blocks.expand(self.batch_shape + blocks.shape[-3:])
 
     @lazy_property
-    def _factor(self) -> ops.BlockCholesky:
-        return ops.block_cholesky(self._diag, self._offdiag, blocks=self.blocks)
+    def _factor(self) -> dispatch.Factor:
+        return dispatch.factorize(self._diag, self._offdiag, blocks=self.blocks)
 
     @lazy_property
     def _covariance_band(self) -> tuple[Tensor, Tensor]:
-        return ops.selected_inverse(self._factor, blocks=self.blocks)
+        return dispatch.selected_inverse(self._factor, blocks=self.blocks)
 
     @lazy_property
     def info_vec(self) -> Tensor:
@@ -227,7 +228,7 @@ class BlockTridiagMVN(TorchDistribution):
         return ops.matvec(self._diag, self._offdiag, self.loc, blocks=self.blocks)
 
     def _logdet_precision(self) -> Tensor:
-        return ops.logdet(self._factor, blocks=self.blocks)
+        return dispatch.logdet(self._factor, blocks=self.blocks)
 
     # -- moments --------------------------------------------------------------------------------
 
@@ -264,7 +265,10 @@ class BlockTridiagMVN(TorchDistribution):
     @property
     def covariance_matrix(self) -> Tensor:
         """Dense ``Sigma = J^{-1} = L^{-T} L^{-1}``, ``batch_shape + (Tn, Tn)``."""
-        chol = ops.dense_from_blocks(*self._factor, blocks=self.blocks, symmetric=False)
+        if isinstance(self._factor, ops.BlockCholesky):
+            chol = ops.dense_from_blocks(*self._factor, blocks=self.blocks, symmetric=False)
+        else:  # a cyclic-reduction factor is a Cholesky factor of a permuted J
+            chol = torch.linalg.cholesky(self.precision_matrix)
         dense = torch.cholesky_inverse(chol)
         return dense.expand(self.batch_shape + dense.shape[-2:])
 
@@ -288,7 +292,7 @@ class BlockTridiagMVN(TorchDistribution):
     def _transform_noise(self, noise: Tensor) -> Tensor:
         """``L^{-T} eps`` for ``eps`` of shape ``(S,) + batch_shape + (T, n)``."""
         columns = noise.movedim(0, -1)
-        return ops.solve_upper(self._factor, columns, blocks=self.blocks).movedim(-1, 0)
+        return dispatch.sample_transform(self._factor, columns, blocks=self.blocks).movedim(-1, 0)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:

@@ -1,0 +1,213 @@
+"""Regime-aware choice between the sequential and the cyclic-reduction block-tridiagonal paths.
+
+Two algorithms compute the same quantities for a block-tridiagonal SPD precision ``J``:
+
+- ``"sequential"``: the block Cholesky of :mod:`pyro_dynvae.ops.block_tridiag`, ``T`` dependent
+  steps, ``7/3 T n^3`` flops per sequence;
+- ``"cyclic"``: block cyclic reduction, :mod:`pyro_dynvae.ops.cyclic_reduction`,
+  ``floor(log2 T) + 1`` dependent steps, 3.6-4.4 times the flops.
+
+The functions here take ``algorithm="auto" | "sequential" | "cyclic"`` (``None``: the current
+default, ``"auto"`` unless changed with the :func:`block_tridiag_algorithm` context manager) and
+then work on whichever factor they are given, so the solves, sampling and selected inversion
+always follow the factorisation.
+
+``"auto"`` (:func:`choose_algorithm`) picks by regime. A Python time loop costs about 20 us per
+step on a CPU whatever the work, and on a GPU it is bound by kernel-launch latency; cyclic
+reduction replaces ``T`` such steps by ``log2 T`` wider ones but does more arithmetic. Measured
+on this project's CPU (one thread, float32, log-determinant, T in {100, 1000}, B in {1, 4, 16,
+64}, n in {2, 4, 8, 16, 32}; see ``benchmarks/bench_algorithms.py``), cyclic reduction won or
+tied (1.0-16x) wherever ``B n^3 <= 16384`` or ``B n^2 <= 1024`` (e.g. B=1 up to n=32, B=16 up
+to n=8, B=64 up to n=4) and mostly lost beyond (0.5-1.0x: B=16 at n=16, B=64 at n=8 and n=32;
+single noisy exceptions up to 1.6x). Hence on CPU: cyclic iff ``T >= 16`` and
+(``B n^3 <= 16384`` or ``B n^2 <= 1024``), ``B`` the number of sequences (the product of the batch
+dims). Diagonal blocks (``B n`` scalar chains): the sequential loop is one fused elementwise
+operation per step, so cyclic reduction only won at T=1000 with 16 chains (8.5x) and lost at
+T=100 (0.6x with 16 chains, 0.2x with 1024) and at T=1000 with 1024 or more chains (0.3-0.5x):
+cyclic iff ``T >= 512`` and ``B n <= 64``. On CUDA: cyclic iff ``T >= 16`` (not measured here:
+this project's machine has no GPU; it follows from the launch-latency argument above).
+The guard ``T >= 16`` is a judgement, not a measurement (below it both paths are a few dozen
+operations). All timings were taken on a 2-core machine shared with other jobs: treat them as
+rough, and override the choice where it matters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from . import block_tridiag as sequential
+from .cyclic_reduction import (
+    CyclicReductionFactor,
+    cyclic_reduction_factor,
+    cyclic_reduction_logdet,
+    cyclic_reduction_selected_inverse,
+    cyclic_reduction_solve,
+    cyclic_reduction_transform_noise,
+)
+from .logdet_autograd import block_tridiag_logdet
+
+__all__ = [
+    "ALGORITHMS",
+    "block_tridiag_algorithm",
+    "choose_algorithm",
+    "factorize",
+    "logdet",
+    "logdet_with_selected_inverse_grad",
+    "sample_transform",
+    "selected_inverse",
+    "solve",
+]
+
+ALGORITHMS = ("auto", "sequential", "cyclic")
+MIN_CYCLIC_STEPS = 16
+CPU_MAX_WORK = 16384  # B n^3
+CPU_MAX_SIZE = 1024  # B n^2
+CPU_MIN_DIAGONAL_STEPS = 512
+CPU_MAX_DIAGONAL_CHAINS = 64  # B n
+
+_DEFAULT = contextvars.ContextVar("pyro_dynvae_block_tridiag_algorithm", default="auto")
+
+Factor = sequential.BlockCholesky | CyclicReductionFactor
+
+
+def _check_algorithm(algorithm: str) -> str:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    return algorithm
+
+
+@contextlib.contextmanager
+def block_tridiag_algorithm(algorithm: str) -> Iterator[None]:
+    """Set the default algorithm inside a ``with`` block (thread- and task-local).
+
+    :param str algorithm: ``"auto"``, ``"sequential"`` or ``"cyclic"``.
+    """
+    token = _DEFAULT.set(_check_algorithm(algorithm))
+    try:
+        yield
+    finally:
+        _DEFAULT.reset(token)
+
+
+def choose_algorithm(
+    diag_blocks: Tensor,
+    offdiag_blocks: Tensor | None = None,
+    *,
+    blocks: str = "full",
+    algorithm: str | None = None,
+) -> str:
+    """Resolve ``algorithm`` (``None``: the context default) to ``"sequential"`` or ``"cyclic"``.
+
+    :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` with diagonal blocks).
+    :param offdiag_blocks: optional; its batch dims broadcast into ``B``.
+    :param str blocks: ``"full"`` or ``"diagonal"`` (diagonal blocks count as ``n = 1``).
+    :param algorithm: ``"auto"``, ``"sequential"``, ``"cyclic"`` or ``None``.
+    :return: the concrete algorithm; the rule is in the module docstring.
+    """
+    algorithm = _check_algorithm(_DEFAULT.get() if algorithm is None else algorithm)
+    if algorithm != "auto":
+        return algorithm
+    event_dims = 3 if blocks == "full" else 2
+    num_steps = diag_blocks.shape[-event_dims]
+    if num_steps < MIN_CYCLIC_STEPS:
+        return "sequential"
+    if diag_blocks.device.type != "cpu":
+        return "cyclic"
+    batch = diag_blocks.shape[:-event_dims]
+    if offdiag_blocks is not None:
+        batch = torch.broadcast_shapes(batch, offdiag_blocks.shape[:-event_dims])
+    num_sequences = math.prod(batch)
+    if blocks == "diagonal":
+        num_chains = num_sequences * diag_blocks.shape[-1]
+        small = num_steps >= CPU_MIN_DIAGONAL_STEPS and num_chains <= CPU_MAX_DIAGONAL_CHAINS
+        return "cyclic" if small else "sequential"
+    n = diag_blocks.shape[-1]
+    small = num_sequences * n**3 <= CPU_MAX_WORK or num_sequences * n**2 <= CPU_MAX_SIZE
+    return "cyclic" if small else "sequential"
+
+
+def factorize(
+    diag_blocks: Tensor,
+    offdiag_blocks: Tensor,
+    *,
+    blocks: str = "full",
+    algorithm: str | None = None,
+    name: str = "precision",
+) -> Factor:
+    """Factorise ``J`` with the chosen algorithm; raise if it is not positive definite.
+
+    :return: a :class:`~pyro_dynvae.ops.block_tridiag.BlockCholesky` or a
+        :class:`~pyro_dynvae.ops.cyclic_reduction.CyclicReductionFactor`.
+    :raises ValueError: naming the first failing time step (for ``"cyclic"`` the sequential
+        factorisation is rerun on this error path so that the message names the same step).
+    """
+    chosen = choose_algorithm(diag_blocks, offdiag_blocks, blocks=blocks, algorithm=algorithm)
+    if chosen == "sequential":
+        return sequential.block_cholesky(diag_blocks, offdiag_blocks, blocks=blocks, name=name)
+    factor = cyclic_reduction_factor(diag_blocks, offdiag_blocks, blocks=blocks)
+    if bool((factor.failed_step >= 0).any()):  # the one host synchronisation
+        sequential.block_cholesky(diag_blocks, offdiag_blocks, blocks=blocks, name=name)
+        raise ValueError(f"{name} is not positive definite (time step {factor.failed_step})")
+    return factor
+
+
+def logdet(factor: Factor, *, blocks: str = "full") -> Tensor:
+    """``log|J|``, ``(...,)``, from either factor (autograd through the factorisation)."""
+    if isinstance(factor, CyclicReductionFactor):
+        return cyclic_reduction_logdet(factor)
+    return sequential.logdet(factor, blocks=blocks)
+
+
+def _columns(function, factor: CyclicReductionFactor, rhs: Tensor) -> Tensor:
+    """Apply a ``(..., T, n)`` cyclic-reduction function to ``(..., T, n, k)`` columns."""
+    if rhs.dim() < 3:
+        raise ValueError(f"rhs must have shape (..., T, n, k), got {tuple(rhs.shape)}")
+    batch = torch.broadcast_shapes(rhs.shape[:-3], factor.failed_step.shape)
+    return function(factor, rhs.expand(batch + rhs.shape[-3:]).movedim(-1, 0)).movedim(0, -1)
+
+
+def solve(factor: Factor, rhs: Tensor, *, blocks: str = "full") -> Tensor:
+    """``J^{-1} rhs`` for ``rhs`` of shape ``(..., T, n, k)``."""
+    if isinstance(factor, CyclicReductionFactor):
+        return _columns(cyclic_reduction_solve, factor, rhs)
+    return sequential.solve(factor, rhs, blocks=blocks)
+
+
+def sample_transform(factor: Factor, noise: Tensor, *, blocks: str = "full") -> Tensor:
+    """Map white noise ``(..., T, n, k)`` to ``N(0, J^{-1})`` draws.
+
+    Sequential: ``L^{-T} noise``; cyclic: ``P' L_P^{-T} P noise`` with ``P J P' = L_P L_P'``.
+    Both have covariance ``J^{-1}``; the draws for a given noise differ between algorithms.
+    """
+    if isinstance(factor, CyclicReductionFactor):
+        return _columns(cyclic_reduction_transform_noise, factor, noise)
+    return sequential.solve_upper(factor, noise, blocks=blocks)
+
+
+def selected_inverse(factor: Factor, *, blocks: str = "full") -> tuple[Tensor, Tensor]:
+    """The tridiagonal band ``(Sigma[t, t], Sigma[t+1, t])`` of ``J^{-1}``."""
+    if isinstance(factor, CyclicReductionFactor):
+        return cyclic_reduction_selected_inverse(factor)
+    return sequential.selected_inverse(factor, blocks=blocks)
+
+
+def logdet_with_selected_inverse_grad(
+    diag_blocks: Tensor,
+    offdiag_blocks: Tensor,
+    *,
+    blocks: str = "full",
+    algorithm: str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``log|J|`` whose backward is the selected inverse, with the chosen algorithm.
+
+    :return: ``(logdet, failed_step)``; see
+        :func:`~pyro_dynvae.ops.logdet_autograd.block_tridiag_logdet`.
+    """
+    chosen = choose_algorithm(diag_blocks, offdiag_blocks, blocks=blocks, algorithm=algorithm)
+    return block_tridiag_logdet(diag_blocks, offdiag_blocks, blocks=blocks, algorithm=chosen)
