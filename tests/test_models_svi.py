@@ -20,20 +20,16 @@ from pyro_dynvae.nets import inverse_softplus
 
 @pytest.fixture(autouse=True)
 def pyro_training_settings():
-    """Module-local parameters (the CONTRACT's training setting); one torch thread: tiny
-    networks on a shared 2-core machine run 10-30x slower with two competing threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """Module-local parameters (as in training)."""
     with pyro.settings.context(module_local_params=True):
         yield
-    torch.set_num_threads(threads)
 
 
 TINY = dict(image_size=4, channels=1, latent_dim=4, architecture="mlp")
 
 
 def train(dynvae, frames, steps, lr, final_lr_factor=1.0, **elbo_kwargs):
-    """Adam on the negative ELBO (the CONTRACT's recipe); returns the losses."""
+    """Adam on the negative ELBO (the training recipe); returns the losses."""
     loss_fn = dynvae.make_elbo(**elbo_kwargs)(dynvae.model, dynvae.guide)
     params = [p for p in loss_fn.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)

@@ -11,7 +11,6 @@ import torch
 from torch.nn.functional import softplus
 
 from pyro_dynvae.distributions import BlockTridiagMVN
-from pyro_dynvae.distributions.testing import single_thread
 
 
 def test_svi_recovers_kalman_smoother_posterior():
@@ -52,9 +51,8 @@ def test_svi_recovers_kalman_smoother_posterior():
         pyro.optim.ClippedAdam({"lr": 0.1, "lrd": 0.995}),
         pyro.infer.TraceMeanField_ELBO(num_particles=16, vectorize_particles=True),
     )
-    with single_thread():
-        for _ in range(800):
-            svi.step()
+    for _ in range(800):
+        svi.step()
 
     with torch.no_grad():
         loc = pyro.param("loc")
