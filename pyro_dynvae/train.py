@@ -63,7 +63,9 @@ class TrainConfig:
         :func:`~pyro_dynvae.models.build_model`.
     :param str dataset: ``"moving_mnist"`` or ``"sprites"``.
     :param int num_sequences: training sequences.
-    :param int num_val_sequences: held-out sequences (dataset ``split="val"``).
+    :param dict dataset_options: extra keyword arguments for the dataset class (e.g.
+        ``{"num_digits": 1}``).
+    :param int num_val_sequences: held-out sequences (see :func:`make_dataset`).
     :param int num_frames: frames per sequence ``T``.
     :param int image_size: frame height and width.
     :param int latent_dim: latent dimension ``n``.
@@ -85,6 +87,7 @@ class TrainConfig:
     variant: str = "hierarchical"
     model_overrides: dict = dataclasses.field(default_factory=dict)
     dataset: str = "moving_mnist"
+    dataset_options: dict = dataclasses.field(default_factory=dict)
     num_sequences: int = 512
     num_val_sequences: int = 64
     num_frames: int = 20
@@ -475,19 +478,23 @@ def fit(
     return module
 
 
-def make_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
-    """The training and held-out datasets named by ``config`` (deterministic given its seed)."""
+def make_dataset(config: TrainConfig, split: str) -> Dataset:
+    """
+    The ``"train"`` or held-out ``"test"`` dataset named by ``config`` (deterministic given its
+    seed; the test split draws from disjoint digits/objects).
+    """
     from pyro_dynvae import data
 
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     dataset_class = getattr(data, DATASETS[config.dataset])
-    common = {
-        "num_frames": config.num_frames,
-        "image_size": config.image_size,
-        "seed": config.seed,
-    }
-    return (
-        dataset_class(num_sequences=config.num_sequences, split="train", **common),
-        dataset_class(num_sequences=config.num_val_sequences, split="val", **common),
+    return dataset_class(
+        num_sequences=config.num_sequences if split == "train" else config.num_val_sequences,
+        num_frames=config.num_frames,
+        image_size=config.image_size,
+        seed=config.seed,
+        split=split,
+        **config.dataset_options,
     )
 
 
@@ -549,7 +556,7 @@ def train(
     ckpt_path = run_dir / "checkpoints" / "last.ckpt" if resume else None
     if resume and not ckpt_path.exists():
         raise ValueError(f"resume=True but there is no checkpoint at {ckpt_path}")
-    train_data, val_data = make_datasets(config)
+    train_data, val_data = make_dataset(config, "train"), make_dataset(config, "test")
     channels = _frames(train_data[0]).shape[1]
     module = fit(
         make_model(config, channels),

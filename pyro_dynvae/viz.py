@@ -17,16 +17,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 
-def _image(frame: torch.Tensor) -> tuple[torch.Tensor, str | None]:
+def _image(frame: torch.Tensor) -> tuple[np.ndarray, str | None]:
     """``(C, H, W)`` in [0, 1] -> an array for ``imshow`` and its colour map."""
     frame = frame.detach().float().cpu().clamp(0, 1)
     if frame.shape[0] == 1:
-        return frame[0], "gray"
-    return frame.permute(1, 2, 0), None
+        return frame[0].numpy(), "gray"
+    return frame.permute(1, 2, 0).numpy(), None
 
 
 def _check_frames(name: str, frames: torch.Tensor, ndim: int) -> None:
