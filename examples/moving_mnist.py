@@ -26,30 +26,31 @@ from pathlib import Path
 
 from pyro_dynvae.train import TrainConfig, train
 
-#: the full example: 32x32 frames with one digit so it trains on 2 CPU cores in minutes
+#: the full example: one digit bouncing on a 64x64 canvas, 10 frames
 DEFAULTS = dict(
-    num_sequences=1024,
+    num_sequences=2048,
     num_val_sequences=64,
-    num_frames=12,
-    image_size=32,
-    latent_dim=6,
+    num_frames=10,
+    image_size=64,
+    latent_dim=8,
     batch_size=16,
     learning_rate=2e-3,
-    max_steps=600,
-    val_every=200,
+    max_steps=500,
+    val_every=250,
     checkpoint_every=100,
-    forecast_horizon=4,
+    forecast_horizon=3,
 )
-#: the ``--quick`` smoke run
+#: the ``--quick`` smoke run: 32x32 frames (the digit barely moves there), few steps
 QUICK = dict(
     DEFAULTS,
     num_sequences=128,
     num_val_sequences=16,
     num_frames=8,
-    max_steps=40,
-    val_every=20,
-    checkpoint_every=20,
-    forecast_horizon=3,
+    image_size=32,
+    latent_dim=6,
+    max_steps=25,
+    val_every=25,
+    checkpoint_every=25,
 )
 
 

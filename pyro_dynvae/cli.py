@@ -119,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
 def _print_metrics(metrics: dict, run_dir: Path) -> None:
     print(f"run folder: {run_dir.resolve()}")
     for key in ("elbo", "recon_mse", "forecast_mse", "copy_last_mse", "forecast_vs_copy_last"):
-        print(f"  {key:24s} {metrics[key]:.6g}")
+        print(f"  {key:24s} {metrics[key]}")
     print(f"  metrics: {run_dir / 'metrics.json'}")
     for figure in metrics["figures"]:
         print(f"  figure:  {run_dir / figure}")
@@ -189,8 +189,9 @@ def _forecast(args: argparse.Namespace) -> int:
     viz.plot_forecasts(context, future, forecast, output, max_sequences=args.num_sequences)
     forecast_mse = float((forecast - future).pow(2).mean())
     copy_last_mse = float((context[:, -1:] - future).pow(2).mean())
+    ratio = f"{forecast_mse / copy_last_mse:.3g}" if copy_last_mse else "undefined: no motion"
     print(f"forecast MSE {forecast_mse:.6g}, copy-last-frame MSE {copy_last_mse:.6g} "
-          f"(ratio {forecast_mse / copy_last_mse:.3g})")
+          f"(ratio {ratio})")
     print(f"figure: {output}")
     return 0
 

@@ -250,7 +250,8 @@ def evaluate(
     """
     Average :func:`batch_metrics` over ``dataset`` (weighted by batch size), using a forked RNG
     seeded with ``seed`` so the result is reproducible and training's RNG stream is untouched.
-    Adds ``forecast_vs_copy_last = forecast_mse / copy_last_mse`` (below 1: better than copying).
+    Adds ``forecast_vs_copy_last = forecast_mse / copy_last_mse`` (below 1: better than copying;
+    ``None`` when nothing moves, i.e. ``copy_last_mse == 0``).
 
     :returns: a JSON-serialisable dict of floats plus ``num_sequences``.
     """
@@ -269,7 +270,8 @@ def evaluate(
             count += frames.shape[0]
     dynvae.train(was_training)
     metrics = {key: value / count for key, value in totals.items()}
-    metrics["forecast_vs_copy_last"] = metrics["forecast_mse"] / metrics["copy_last_mse"]
+    copy_last = metrics["copy_last_mse"]
+    metrics["forecast_vs_copy_last"] = metrics["forecast_mse"] / copy_last if copy_last else None
     metrics["num_sequences"] = count
     return metrics
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from pyro_dynvae.cli import TRAIN_OPTIONS, main, make_parser
@@ -81,3 +84,47 @@ def test_show_data_draws_sequences(tmp_path, capsys):
     with Image.open(output) as image:
         width, height = image.size
     assert width > height > 100  # 2 rows x 4 frames
+
+
+TINY_TRAIN = [
+    "--image-size", "32", "--num-frames", "4", "--num-sequences", "8",
+    "--num-val-sequences", "2", "--batch-size", "2", "--latent-dim", "2", "--max-steps", "2",
+    "--val-every", "0", "--checkpoint-every", "2", "--forecast-horizon", "1",
+    "--accelerator", "cpu", "--devices", "1", "--no-progress-bar",
+    "--dataset-options", '{"speed": 2.0}',
+]
+
+
+def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run_dir), *TINY_TRAIN]) == 0
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    assert str(run_dir / "metrics.json") in capsys.readouterr().out
+
+    # Resuming continues the saved run to the new total and keeps the first run's logs.
+    argv = ["train", "--run-dir", str(run_dir), "--resume", "--max-steps", "3",
+            "--no-progress-bar", "--accelerator", "cpu", "--devices", "1"]
+    assert main(argv) == 0
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 3
+    assert (run_dir / "logs" / "version_0" / "metrics.csv").exists()
+    assert (run_dir / "logs" / "version_1" / "metrics.csv").exists()
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["elbo"] != trained["elbo"]
+
+    # evaluate rebuilds the model from config.json + last.ckpt: same (seeded) metrics.
+    (run_dir / "metrics.json").unlink()
+    shutil.rmtree(run_dir / "figures")
+    assert main(["evaluate", str(run_dir)]) == 0
+    evaluated = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("elbo", "recon_mse", "forecast_mse", "copy_last_mse"):
+        assert evaluated[key] == pytest.approx(resumed[key], rel=1e-5), key
+    assert (run_dir / "figures" / "reconstructions.png").exists()
+
+    capsys.readouterr()
+    assert main(["forecast", str(run_dir), "--horizon", "2", "--num-sequences", "2"]) == 0
+    out = capsys.readouterr().out
+    assert (run_dir / "figures" / "forecast_k2.png").exists()
+    assert "copy-last-frame MSE" in out
+    with pytest.raises(ValueError, match="--horizon"):
+        main(["forecast", str(run_dir), "--horizon", "4"])
