@@ -254,8 +254,38 @@ def test_bad_types_indices_and_rows(dataset):
         dataset.sample_factors(3, fixed={"digit0_x": 100.0})
     with pytest.raises(ValueError, match="integer"):
         dataset.sample_factors(3, fixed={"digit0_class": 2.5})
-    with pytest.raises(ValueError, match="fixed digit0_image"):
+    with pytest.raises(ValueError, match="disagrees"):
         label = int(dataset.digit_labels[5])
         dataset.sample_factors(3, fixed={"digit0_image": 5, "digit0_class": (label + 1) % 10})
     with pytest.raises(TypeError, match="rng"):
         dataset.sample_factors(3, rng="seed")
+
+
+def test_factor_subset_makes_image_style_a_nuisance():
+    ds = MovingMNIST(num_sequences=5, num_digits=1, background="brightness")
+    view = ds.factor_subset()
+    assert view.factor_names == ["digit0_class", "digit0_x", "digit0_y", "background"]
+    assert view.num_codes(5) == [10, 5, 5, 5]
+    rows = view.sample_factors(30, rng=0, fixed={"digit0_class": 7})
+    assert rows.shape == (30, 4) and (rows[:, 0] == 7).all()
+    rows[:, 3] = 0.0  # black background, so the crop is the digit itself
+    frames = view.render(rows)
+    assert frames.shape == (30, 1, 64, 64)
+    sevens = ds.digit_images[torch.from_numpy(ds.digit_labels == 7)].float() / 255
+    crops = []
+    for row, frame in zip(rows, frames, strict=True):
+        x, y = int(row[1].round()), int(row[2].round())
+        crop = frame[0, y : y + DIGIT, x : x + DIGIT]
+        assert torch.isclose(crop.sum(), frame.sum())  # all ink is in the box at (x, y)
+        matches = (sevens - crop).abs().flatten(1).amax(1) < 1e-6
+        assert matches.any()  # the crop is one of the pool's sevens
+        crops.append(int(matches.nonzero()[0]))
+    assert len(set(crops)) > 10  # the handwriting varies from row to row
+    assert view.discretize(rows).shape == (30, 4)
+    with pytest.raises(ValueError, match="unknown factor"):
+        ds.factor_subset(["digit0_z"])
+    for names in ([], "digit0_x", ["digit0_x", "digit0_x"], [0, 1]):
+        with pytest.raises(ValueError, match="distinct factor names"):
+            ds.factor_subset(names)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        view.render(torch.zeros(2, 3))

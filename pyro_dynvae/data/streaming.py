@@ -1,10 +1,12 @@
 """Streaming a map-style dataset, sharded across DataLoader workers and distributed ranks.
 
 The ``N`` sequence indices (optionally permuted, identically on every process, by a permutation
-seeded with ``(seed, epoch)``) are dealt round-robin to ``S = world_size * num_workers`` shards;
-shard ``s = rank * num_workers + worker_id`` takes positions ``s, s + S, s + 2 S, ...``. The shards
-are disjoint and together cover every index exactly once. Each shard renders its sequences in
-vectorised chunks of ``chunk_size`` and yields them one at a time.
+seeded with ``(seed, epoch)``) are dealt round-robin first to the ranks (rank ``r`` takes
+positions ``r, r + world_size, ...``), then within a rank to its DataLoader workers (worker ``w``
+takes every ``num_workers``-th of the rank's indices, from the ``w``-th). The shards are disjoint
+and together cover every index exactly once; a rank's share does not depend on how many workers
+it runs and differs from any other rank's by at most one index. Each worker renders its sequences
+in vectorised chunks of ``chunk_size`` and yields them one at a time.
 """
 
 from __future__ import annotations
@@ -85,14 +87,15 @@ class ShardedStream(IterableDataset):
 
     def shard_indices(self, worker_id: int = 0, num_workers: int = 1) -> np.ndarray:
         """Dataset indices this process's worker ``worker_id`` of ``num_workers`` yields."""
+        return self._rank_indices()[worker_id::num_workers]
+
+    def _rank_indices(self) -> np.ndarray:
         rank, world_size = self._rank_and_world_size()
-        order = self._order(world_size)
-        return order[rank * num_workers + worker_id :: world_size * num_workers]
+        return self._order(world_size)[rank::world_size]
 
     def __len__(self) -> int:
         """Number of items this process yields over all its workers."""
-        rank, world_size = self._rank_and_world_size()
-        return len(self._order(world_size)[rank::world_size])
+        return len(self._rank_indices())
 
     def __iter__(self):
         info = get_worker_info()

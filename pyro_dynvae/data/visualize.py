@@ -47,12 +47,21 @@ def _tile(images: np.ndarray, border: int) -> np.ndarray:
     return canvas
 
 
-def _check_path(path: str | os.PathLike, suffix: str) -> Path:
+def _check_output(path: str | os.PathLike, suffix: str, scale: int, border: int) -> Path:
+    """Validate the path suffix, ``scale`` and ``border``; create the parent folder."""
+    check_positive_int(scale, "scale")
+    check_positive_int(border, "border", minimum=0)
     path = Path(path)
     if path.suffix.lower() != suffix:
         raise ValueError(f"path must end in {suffix}, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _grid_image(images: np.ndarray, border: int, scale: int) -> Image.Image:
+    """:func:`_tile` the images and upscale by ``scale`` (nearest neighbour)."""
+    image = Image.fromarray(_tile(images, border))
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
 def save_strip(
@@ -70,11 +79,8 @@ def save_strip(
     :param int border: grey separator width in pixels (before scaling).
     :returns: the path written.
     """
-    path = _check_path(path, ".png")
-    check_positive_int(scale, "scale")
-    check_positive_int(border, "border", minimum=0)
-    image = Image.fromarray(_tile(_as_sequences(frames), border))
-    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
+    path = _check_output(path, ".png", scale, border)
+    _grid_image(_as_sequences(frames), border, scale).save(path)
     return path
 
 
@@ -95,16 +101,11 @@ def save_gif(
     :param int border: grey separator width in pixels (before scaling).
     :returns: the path written.
     """
-    path = _check_path(path, ".gif")
-    check_positive_int(scale, "scale")
-    check_positive_int(border, "border", minimum=0)
+    path = _check_output(path, ".gif", scale, border)
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     sequences = _as_sequences(frames)
-    images = []
-    for t in range(sequences.shape[1]):
-        image = Image.fromarray(_tile(sequences[None, :, t], border))
-        images.append(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
+    images = [_grid_image(sequences[None, :, t], border, scale) for t in range(sequences.shape[1])]
     images[0].save(
         path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
     )
