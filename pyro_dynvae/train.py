@@ -328,7 +328,10 @@ class DynamicsVAEModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         frames = _frames(batch)
-        loss = self.loss_fn(frames)
+        try:
+            loss = self.loss_fn(frames)
+        except ValueError as error:  # e.g. Pyro's argument validation of a diverged quantity
+            raise ValueError(f"at training step {self.global_step}: {error}") from error
         self._last_loss = loss.detach()
         self.log("train/loss", loss / frames.shape[0], prog_bar=True, batch_size=frames.shape[0])
         return loss
