@@ -233,8 +233,8 @@ def save_run_figures(
     Draw every figure the model supports on the first ``num_sequences`` held-out sequences (the
     eigenvalue histogram and traversal scales pool over up to 64 sequences):
     ``reconstructions.png``, ``forecasts.png``, and, when ``dynvae.encode`` returns them,
-    ``eigenvalues.png`` and ``prior_scales.png``; ``traversals.png`` when the model has
-    ``decode``.
+    ``eigenvalues.png`` and ``prior_scales.png``; and ``traversals.png`` around the first
+    frame's posterior mean.
 
     :returns: the paths written.
     """
@@ -259,11 +259,22 @@ def save_run_figures(
         paths.append(plot_eigenvalue_histograms(codes["eigenvalues"], out_dir / "eigenvalues.png"))
     if "prior_scales" in codes:
         paths.append(plot_prior_scales(codes["prior_scales"], out_dir / "prior_scales.png"))
-    if hasattr(dynvae, "decode"):
-        z_mean = codes["z_mean"].reshape(-1, codes["z_mean"].shape[-1])
-        paths.append(
-            plot_latent_traversals(
-                dynvae.decode, codes["z_mean"][0, 0], z_mean.std(0), out_dir / "traversals.png"
-            )
+    z_mean = codes["z_mean"].reshape(-1, codes["z_mean"].shape[-1])
+    paths.append(
+        plot_latent_traversals(
+            _decoder(dynvae), codes["z_mean"][0, 0], z_mean.std(0), out_dir / "traversals.png"
         )
+    )
     return paths
+
+
+def _decoder(dynvae: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """
+    The map from latents ``(M, n)`` to displayed frames ``(M, C, H, W)``: ``dynvae.decode``,
+    or for :class:`~pyro_dynvae.models.DynamicsVAE`, which has no public ``decode`` yet, its
+    ``_decode_mean`` (the decoded mean that ``reconstruct`` and ``forecast`` show).
+    """
+    decode = getattr(dynvae, "decode", None) or getattr(dynvae, "_decode_mean", None)
+    if decode is None:
+        raise TypeError(f"{type(dynvae).__name__} has no decode(z) method for latent traversals")
+    return decode
