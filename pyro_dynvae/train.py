@@ -211,6 +211,15 @@ def _frames(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
+def loss_scale(dynvae: torch.nn.Module, batch_size: int) -> int:
+    """
+    The number of sequences one loss value stands for: models built with ``num_sequences``
+    scale their sequence plate from the batch to the whole training set (so SVI's gradient is
+    unbiased for the full ELBO); otherwise the loss is the batch's sum.
+    """
+    return getattr(dynvae, "config", {}).get("num_sequences") or batch_size
+
+
 @torch.no_grad()
 def batch_metrics(
     dynvae: torch.nn.Module,
@@ -221,7 +230,8 @@ def batch_metrics(
     r"""
     Held-out quality of one batch of sequences ``frames`` of shape ``(B, T, C, H, W)``.
 
-    - ``elbo``: one-sample Monte Carlo ELBO per sequence, ``-loss_fn(frames) / B``;
+    - ``elbo``: one-sample Monte Carlo ELBO per sequence, ``-loss_fn(frames)`` divided by
+      :func:`loss_scale`;
     - ``recon_mse``: mean squared error of ``dynvae.reconstruct(frames)`` per pixel;
     - ``forecast_mse``: per-pixel MSE of ``dynvae.forecast(frames[:, :T-k], k)`` against the
       last ``k`` true frames, and ``copy_last_mse`` the same error for the baseline that repeats
@@ -232,7 +242,7 @@ def batch_metrics(
     future = frames[:, num_frames - forecast_horizon :]
     forecast = dynvae.forecast(context, forecast_horizon)
     return {
-        "elbo": -float(loss_fn(frames)) / frames.shape[0],
+        "elbo": -float(loss_fn(frames)) / loss_scale(dynvae, frames.shape[0]),
         "recon_mse": float((dynvae.reconstruct(frames) - frames).pow(2).mean()),
         "forecast_mse": float((forecast - future).pow(2).mean()),
         "copy_last_mse": float((context[:, -1:] - future).pow(2).mean()),
@@ -333,7 +343,8 @@ class DynamicsVAEModule(pl.LightningModule):
         except ValueError as error:  # e.g. Pyro's argument validation of a diverged quantity
             raise ValueError(f"at training step {self.global_step}: {error}") from error
         self._last_loss = loss.detach()
-        self.log("train/loss", loss / frames.shape[0], prog_bar=True, batch_size=frames.shape[0])
+        per_sequence = loss / loss_scale(self.dynvae, frames.shape[0])
+        self.log("train/loss", per_sequence, prog_bar=True, batch_size=frames.shape[0])
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
