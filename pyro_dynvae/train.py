@@ -43,14 +43,17 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from pyro_dynvae import __version__
+from pyro_dynvae.data import DynamicSprites, MovingMNIST
+from pyro_dynvae.models import build_model
 from pyro_dynvae.viz import save_run_figures
 
 # Parameters live in their PyroModules (not Pyro's global param store), as ELBOModule training
 # requires; PyroModules must be constructed after this is set, so it is set on import.
 pyro.settings.set(module_local_params=True)
 
-#: dataset name -> class name in :mod:`pyro_dynvae.data`
-DATASETS = {"moving_mnist": "MovingMNIST", "sprites": "DynamicSprites"}
+#: dataset name -> class in :mod:`pyro_dynvae.data`
+DATASETS = {"moving_mnist": MovingMNIST, "sprites": DynamicSprites}
 
 
 @dataclasses.dataclass
@@ -417,10 +420,8 @@ def _parse_devices(devices: str | int) -> str | int | list[int]:
 
 def versions() -> dict[str, str]:
     """Versions of the libraries a run depends on, recorded beside its results."""
-    import pyro_dynvae
-
     return {
-        "pyro_dynvae": pyro_dynvae.__version__,
+        "pyro_dynvae": __version__,
         "pyro": pyro.__version__,
         "torch": torch.__version__,
         "lightning": lightning.__version__,
@@ -499,12 +500,9 @@ def make_dataset(config: TrainConfig, split: str) -> Dataset:
     The ``"train"`` or held-out ``"test"`` dataset named by ``config`` (deterministic given its
     seed; the test split draws from disjoint digits/objects).
     """
-    from pyro_dynvae import data
-
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    dataset_class = getattr(data, DATASETS[config.dataset])
-    return dataset_class(
+    return DATASETS[config.dataset](
         num_sequences=config.num_sequences if split == "train" else config.num_val_sequences,
         num_frames=config.num_frames,
         image_size=config.image_size,
@@ -516,8 +514,6 @@ def make_dataset(config: TrainConfig, split: str) -> Dataset:
 
 def make_model(config: TrainConfig, channels: int) -> torch.nn.Module:
     """Build the variant named by ``config`` (seeded, so the initial weights are reproducible)."""
-    from pyro_dynvae.models import build_model
-
     lightning.seed_everything(config.seed, verbose=False)
     return build_model(
         config.variant,
@@ -602,8 +598,6 @@ def load_run(
     for path in (config_path, ckpt_path):
         if not path.exists():
             raise ValueError(f"run_dir {run_dir} is not a training run folder: {path} missing")
-    from pyro_dynvae.models import build_model
-
     saved = json.loads(config_path.read_text())
     config = TrainConfig.from_dict(saved["train"])
     dynvae = build_model(**saved["model"])
