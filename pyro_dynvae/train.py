@@ -240,16 +240,33 @@ def batch_metrics(
       last ``k`` true frames, and ``copy_last_mse`` the same error for the baseline that repeats
       the last observed frame ``frames[:, T-k-1]``.
     """
-    num_frames = frames.shape[1]
-    context = frames[:, : num_frames - forecast_horizon]
-    future = frames[:, num_frames - forecast_horizon :]
-    forecast = dynvae.forecast(context, forecast_horizon)
     return {
         "elbo": -float(loss_fn(frames)) / loss_scale(dynvae, frames.shape[0]),
         "recon_mse": float((dynvae.reconstruct(frames) - frames).pow(2).mean()),
+        **forecast_errors(dynvae, frames, forecast_horizon)[0],
+    }
+
+
+@torch.no_grad()
+def forecast_errors(
+    dynvae: torch.nn.Module, frames: torch.Tensor, forecast_horizon: int
+) -> tuple[dict[str, float], torch.Tensor]:
+    """
+    Observe ``frames[:, :T-k]``, forecast ``k = forecast_horizon`` frames, and compare with the
+    true ``frames[:, T-k:]``.
+
+    :returns: ``({"forecast_mse", "copy_last_mse"}, forecast)``, the per-pixel mean squared
+        errors of the forecast and of repeating the last observed frame, and the forecast
+        ``(B, k, C, H, W)``.
+    """
+    num_observed = frames.shape[1] - forecast_horizon
+    context, future = frames[:, :num_observed], frames[:, num_observed:]
+    forecast = dynvae.forecast(context, forecast_horizon)
+    errors = {
         "forecast_mse": float((forecast - future).pow(2).mean()),
         "copy_last_mse": float((context[:, -1:] - future).pow(2).mean()),
     }
+    return errors, forecast
 
 
 def evaluate(
