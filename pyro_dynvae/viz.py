@@ -10,7 +10,7 @@ Each ``plot_*`` function takes tensors, writes one PNG and returns its path;
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -20,14 +20,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
-
-
-def _image(frame: torch.Tensor) -> tuple[np.ndarray, str | None]:
-    """``(C, H, W)`` in [0, 1] -> an array for ``imshow`` and its colour map."""
-    frame = frame.detach().float().cpu().clamp(0, 1)
-    if frame.shape[0] == 1:
-        return frame[0].numpy(), "gray"
-    return frame.permute(1, 2, 0).numpy(), None
 
 
 def _check_frames(name: str, frames: torch.Tensor, ndim: int) -> None:
@@ -55,31 +47,43 @@ def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
 
 
 def plot_frame_grid(
-    rows: list[tuple[str, torch.Tensor | None]], path: str | os.PathLike, title: str = ""
+    rows: list[tuple[str, Sequence[torch.Tensor | None]]],
+    path: str | os.PathLike,
+    title: str = "",
+    gap: int = 2,
 ) -> Path:
     """
-    Draw labelled rows of frames.
+    Draw labelled rows of frames as one mosaic image (one axes, so it stays fast for many
+    frames): frames on black, separated by ``gap`` white pixels.
 
-    :param rows: ``(label, frames)`` pairs with frames ``(T, C, H, W)``; a ``None`` entry in a
-        row's frames (use a list) leaves that cell blank. All rows share the column count of the
-        longest row.
+    :param rows: ``(label, frames)`` pairs, frames a ``(T, C, H, W)`` tensor or a list of
+        ``(C, H, W)`` frames in [0, 1] where ``None`` leaves a cell white. Rows may differ in
+        length; grey frames (``C == 1``) and colour frames (``C == 3``) may mix.
     """
+    frame = next(f for _, frames in rows for f in frames if f is not None)
+    height, width = frame.shape[-2:]
     num_cols = max(len(frames) for _, frames in rows)
-    fig, axes = plt.subplots(
-        len(rows), num_cols, figsize=(1.1 * num_cols, 1.15 * len(rows)), squeeze=False
+    mosaic = np.ones(
+        (len(rows) * (height + gap) - gap, num_cols * (width + gap) - gap, 3), dtype=np.float32
     )
-    for axes_row, (label, frames) in zip(axes, rows, strict=True):
-        for col, ax in enumerate(axes_row):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if col < len(frames) and frames[col] is not None:
-                image, cmap = _image(frames[col])
-                ax.imshow(image, cmap=cmap, vmin=0, vmax=1)
-        axes_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    for r, (_, frames) in enumerate(rows):
+        for c, frame in enumerate(frames):
+            if frame is None:
+                continue
+            image = frame.detach().float().cpu().clamp(0, 1).expand(3, -1, -1)
+            top, left = r * (height + gap), c * (width + gap)
+            mosaic[top : top + height, left : left + width] = image.permute(1, 2, 0).numpy()
+    scale = 1.1 / max(height, width)  # inches per pixel: about 1.1 inch per frame
+    fig, ax = plt.subplots(figsize=(mosaic.shape[1] * scale + 1, mosaic.shape[0] * scale + 0.4))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([r * (height + gap) + height / 2 for r in range(len(rows))])
+    ax.set_yticklabels([label for label, _ in rows], fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=10)
+        ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 
@@ -216,7 +220,7 @@ def plot_prior_scales(scales: torch.Tensor, path: str | os.PathLike) -> Path:
     ax.set_xticks(range(len(values)))
     ax.set_xlabel("latent i")
     ax.set_ylabel("prior scale s_i")
-    ax.set_yscale("log")
+    ax.set_ylim(0, 1.1 * values.max())
     ax.set_title("learned eigenvalue prior scales", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
