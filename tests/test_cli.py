@@ -89,11 +89,11 @@ def test_show_data_draws_sequences(dataset, factor, tmp_path, capsys):
 
 
 TINY_TRAIN = [
-    "--image-size", "32", "--num-frames", "4", "--num-sequences", "8",
+    "--dataset", "sprites", "--model-overrides", '{"architecture": "mlp"}',
+    "--image-size", "16", "--num-frames", "4", "--num-sequences", "8",
     "--num-val-sequences", "2", "--batch-size", "2", "--latent-dim", "2", "--max-steps", "2",
     "--val-every", "0", "--checkpoint-every", "2", "--forecast-horizon", "1",
     "--accelerator", "cpu", "--devices", "1", "--no-progress-bar",
-    "--dataset-options", '{"speed": 2.0}',
 ]
 
 
