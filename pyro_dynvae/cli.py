@@ -101,6 +101,8 @@ def _train(args: argparse.Namespace) -> int:
         training.TrainConfig)}
     run_dir = Path(args.run_dir or f"runs/{args.variant}-seed{args.seed}")
     if args.resume:
+        if not (run_dir / "config.json").exists():
+            raise ValueError(f"--resume: {run_dir} holds no config.json of an earlier run")
         saved = json.loads((run_dir / "config.json").read_text())["train"]
         for name in ("max_steps", "accelerator", "devices", "num_nodes", "strategy"):
             saved[name] = values[name]

@@ -128,5 +128,7 @@ def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
     out = capsys.readouterr().out
     assert (run_dir / "figures" / "forecast_k2.png").exists()
     assert "copy-last-frame MSE" in out
+    with pytest.raises(ValueError, match="--resume"):
+        main(["train", "--run-dir", str(tmp_path / "nothing"), "--resume"])
     with pytest.raises(ValueError, match="--horizon"):
         main(["forecast", str(run_dir), "--horizon", "4"])
