@@ -192,8 +192,7 @@ def test_train_config_validates():
 
 def test_fit_writes_run_folder_and_learns(tmp_path):
     config = tiny_config(max_steps=40, val_every=20, checkpoint_every=20)
-    dynvae = TinyDynamicsVAE()
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the initialisation run_fit uses
     before = evaluate(TinyDynamicsVAE(), tiny_data(8, 1), forecast_horizon=2)
     dynvae = run_fit(tmp_path, config)
     metrics = finish_run(dynvae, tiny_data(8, 1), config, tmp_path)
