@@ -41,22 +41,29 @@ from pyro_dynvae.ops import block_tridiag as ops
 DENSE_FLOP_LIMIT = 64 * 1600**3  # includes the target cell B=64, T=100, n=16
 
 
-def median_ms(fn, repeats: int, budget_s: float) -> float:
-    """Median wall time in ms of up to ``repeats`` runs after one warm-up run; stops once
-    ``budget_s`` seconds have been spent. A warm-up run longer than the budget is itself the
-    one sample (so the dense reference at large sizes runs once)."""
+def elapsed(fn) -> float:
     begin = time.perf_counter()
     fn()
-    first = time.perf_counter() - begin
-    if first > budget_s:
-        return 1e3 * first
-    times = []
+    return time.perf_counter() - begin
+
+
+def median_ms(methods: dict, repeats: int, budget_s: float) -> dict:
+    """Median wall time (ms) of each method over up to ``repeats`` rounds. Rounds interleave
+    the methods, so that load from other processes hits all of them alike; they stop once
+    ``budget_s`` seconds per method have been spent. After one warm-up run each, a method
+    whose warm-up took longer than ``budget_s`` keeps that one sample (the dense reference
+    at large sizes runs once)."""
+    samples = {name: [elapsed(fn)] for name, fn in methods.items()}
+    active = [name for name in methods if samples[name][0] <= budget_s]
+    for name in active:
+        samples[name] = []
     start = time.perf_counter()
-    while len(times) < repeats and (not times or time.perf_counter() - start < budget_s):
-        begin = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - begin)
-    return 1e3 * statistics.median(times)
+    for _ in range(repeats):
+        for name in active:
+            samples[name].append(elapsed(methods[name]))
+        if time.perf_counter() - start > budget_s * max(len(active), 1):
+            break
+    return {name: 1e3 * statistics.median(times) for name, times in samples.items()}
 
 
 def make_chain(batch, num_steps, dim, generator):
@@ -140,24 +147,22 @@ def bench_row(dim, num_steps, batch, repeats, budget_s):
     generator = torch.Generator().manual_seed(0)
     trans, noise, diag, offdiag = make_chain(batch, num_steps, dim, generator)
     loc = torch.randn(batch, num_steps, dim, generator=generator)
-    row = {}
-    args = leaves(loc, diag, offdiag)
-    row["block"] = median_ms(fresh_grads(run_ours, args), repeats, budget_s)
+    methods = {"block": fresh_grads(run_ours, leaves(loc, diag, offdiag))}
     diag_args = leaves(loc, diag.diagonal(dim1=-2, dim2=-1), offdiag.diagonal(dim1=-2, dim2=-1))
-    row["diag"] = median_ms(fresh_grads(run_ours_diagonal, diag_args), repeats, budget_s)
+    methods["diag"] = fresh_grads(run_ours_diagonal, diag_args)
     if batch * (num_steps * dim) ** 3 <= DENSE_FLOP_LIMIT:
         dense_args = leaves(loc.flatten(-2), ops.dense_from_blocks(diag, offdiag))
-        row["dense"] = median_ms(fresh_grads(run_dense, dense_args), repeats, budget_s)
+        methods["dense"] = fresh_grads(run_dense, dense_args)
     bands = band_of(diag, offdiag)
-    row["banded"] = median_ms(lambda: run_banded(bands), repeats, budget_s)
+    methods["banded"] = lambda: run_banded(bands)
     # The HMM's first transition maps a N(0, I) initial state to z_0; the rest follow A_t'.
     hmm_trans = leaves(torch.cat([torch.eye(dim).expand(batch, 1, dim, dim), trans.mT], 1))[0]
     noise_tril = torch.linalg.cholesky(
         torch.cat([torch.eye(dim).expand(batch, 1, dim, dim), noise], 1)
     )
     hmm_args = [hmm_trans, leaves(noise_tril)[0], torch.randn(batch, num_steps, dim)]
-    row["hmm"] = median_ms(fresh_grads(run_hmm, hmm_args), repeats, budget_s)
-    return row
+    methods["hmm"] = fresh_grads(run_hmm, hmm_args)
+    return median_ms(methods, repeats, budget_s)
 
 
 def main(argv=None):
@@ -175,6 +180,7 @@ def main(argv=None):
         f"{torch.__version__}; median ms of up to {args.repeats} runs; (x) = time / block "
         "time, except diag: block / diag"
     )
+    bench_row(4, 20, 1, 2, args.budget)  # warm-up: library initialisation, first-call costs
     header = f"{'n':>3} {'T':>5} {'B':>3} | " + " | ".join(f"{c:>17}" for c in columns)
     print(header)
     print("-" * len(header))

@@ -118,9 +118,9 @@ def test_diagonal_layout_equals_full_layout(batch_shape, num_steps, dim):
 
 @pytest.mark.parametrize("blocks", ["full", "diagonal"])
 def test_ill_conditioned_float64(blocks):
-    # Congruence scaling over 3 decades: condition numbers of order 1e6 and above.
+    # Congruence scaling over 3 decades: condition numbers 1.5e6-2.2e6 here.
     diag, offdiag, dense = dense_inputs((2,), 30, 3, blocks, log10_scale_range=3.0, seed=1)
-    assert torch.linalg.cond(dense).min() > 1e5
+    assert torch.linalg.cond(dense).min() > 1e6
     factor = ops.block_cholesky(diag, offdiag, blocks=blocks)
     torch.testing.assert_close(
         ops.logdet(factor, blocks=blocks), torch.logdet(dense), rtol=1e-10, atol=1e-9

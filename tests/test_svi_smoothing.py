@@ -7,24 +7,14 @@ import pyro
 import pyro.distributions as dist
 import pyro.infer
 import pyro.optim
-import pytest
 import torch
 from torch.nn.functional import softplus
 
 from pyro_dynvae.distributions import BlockTridiagMVN
+from pyro_dynvae.distributions.testing import single_thread
 
 
-@pytest.fixture
-def one_thread():
-    # Thousands of tiny ops: intra-op threads only add synchronisation, which on a loaded
-    # machine costs milliseconds per op.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_svi_recovers_kalman_smoother_posterior(one_thread):
+def test_svi_recovers_kalman_smoother_posterior():
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     num_steps, dim = 8, 2
@@ -62,8 +52,9 @@ def test_svi_recovers_kalman_smoother_posterior(one_thread):
         pyro.optim.ClippedAdam({"lr": 0.1, "lrd": 0.995}),
         pyro.infer.TraceMeanField_ELBO(num_particles=16, vectorize_particles=True),
     )
-    for _ in range(800):
-        svi.step()
+    with single_thread():
+        for _ in range(800):
+            svi.step()
 
     with torch.no_grad():
         loc = pyro.param("loc")

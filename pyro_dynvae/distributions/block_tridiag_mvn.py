@@ -121,6 +121,7 @@ class BlockTridiagMVN(TorchDistribution):
         :param torch.Tensor info_vec: ``h``, ``(..., T, n)``.
         :param torch.Tensor diag_blocks: as in the constructor.
         :param torch.Tensor offdiag_blocks: as in the constructor.
+        :param bool validate_args: as in the constructor.
         :param str blocks: ``"full"`` or ``"diagonal"``, keyword only.
         """
         num_steps, dim = ops.check_block_shapes(diag_blocks, offdiag_blocks, blocks=blocks)
@@ -171,7 +172,9 @@ class BlockTridiagMVN(TorchDistribution):
             with ``blocks="diagonal"``. ``T = trans_matrix.shape[-3] + 1`` (``shape[-2] + 1``).
         :param torch.Tensor trans_cov: ``(..., T-1, n, n)``; variances ``(..., T-1, n)`` with
             ``blocks="diagonal"``.
+        :param bool validate_args: as in the constructor.
         :param str blocks: ``"full"`` or ``"diagonal"``, keyword only.
+        :raises ValueError: if ``init_cov`` or ``trans_cov`` is not positive definite.
         """
         diag_blocks, offdiag_blocks = ops.markov_chain_blocks(
             init_cov, trans_matrix, trans_cov, blocks=blocks
@@ -193,7 +196,7 @@ class BlockTridiagMVN(TorchDistribution):
         if "info_vec" in self.__dict__:
             new.__dict__["info_vec"] = self.info_vec.expand(new.loc.shape)
         super(BlockTridiagMVN, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self.__dict__.get("_validate_args")
+        new._validate_args = self._validate_args
         return new
 
     # -- parameters and cached factorisations ----------------------------------------------------

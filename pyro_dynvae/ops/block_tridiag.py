@@ -7,29 +7,36 @@ super-diagonal blocks are their transposes. Leading dims are batch dims and broa
 
 When every block is diagonal, ``J`` is ``n`` independent scalar tridiagonal chains. Pass
 ``blocks="diagonal"`` and store only the block diagonals: ``diag_blocks`` ``(..., T, n)`` and
-``offdiag_blocks`` ``(..., T-1, n)``. Every function below handles both layouts with one code
-path: the algorithms are written once against a small "block algebra" (:class:`_FullBlocks`
-uses Cholesky factors and triangular solves, :class:`_DiagonalBlocks` the elementwise
-square root, division and product); only the Schur-complement step of the factorisation has
-a dedicated one-operation kernel for diagonal blocks (see :func:`block_cholesky_ex`).
+``offdiag_blocks`` ``(..., T-1, n)``. The solves, selected inversion, quadratic form,
+log-determinant, dense conversion and Markov-chain constructors are written once against a
+small "block algebra" (:class:`_FullBlocks`: matrix products and triangular solves;
+:class:`_DiagonalBlocks`: elementwise products and divisions), sharing one loop skeleton
+(:func:`_scan`). The factorisation has two kernels: for scalar chains the Schur recursion
+``s_{t+1} = d_{t+1} - b_t^2 / s_t`` is one fused operation per step (three if it carried the
+factor as the block path must), and the block path has a hand-written adjoint
+(:class:`_BlockCholeskyFull`).
 
 All functions are pure tensor functions: batched, float32/float64, any device, and
-differentiable by autograd. No explicit inverse is ever formed.
+differentiable. Systems are solved by triangular solves against the factor; an inverse is
+formed only where a block of an inverse is itself the result (covariance blocks, and the
+precisions ``P_0^{-1}``, ``Q_t^{-1}`` of a Markov chain), via ``cholesky_inverse``.
 
 The sequential recursions (depth ``T``) unbind the time axis once and stack once at the end;
 indexing ``x[:, t]`` inside the loop would make the backward pass cost grow as ``T^2``.
-Everything that does not need the recursion (triangular solves against the factor, the
-quadratic form, log-determinants) runs in parallel over time, outside the loop.
+Per-step work is kept to a few small kernels (the Python loop costs ~10-20 us a step), and
+everything that does not need the recursion (most triangular solves, the quadratic form,
+log-determinants) runs batched over all time steps, outside the loop.
 
 References:
 
 - G. H. Golub, C. F. Van Loan, *Matrix Computations*, 4th ed. (2013), sec. 4.5
-  (block tridiagonal systems, block Cholesky / LU).
-- H. Rue, L. Held, *Gaussian Markov Random Fields* (2005), sec. 2.3-2.4
-  (band Cholesky, sampling, marginal variances by recursion).
-- S. Jain et al., "Recursive computation of marginal covariances in block tridiagonal
-  systems" / K. Takahashi, J. Fagan, M. Chen (1973), "Formation of a sparse bus impedance
-  matrix and its application to short circuit study" (selected inversion).
+  (block tridiagonal systems, block Cholesky).
+- H. Rue, L. Held, *Gaussian Markov Random Fields: Theory and Applications* (2005), ch. 2
+  (band Cholesky, sampling by back substitution, recursions for marginal variances).
+- K. Takahashi, J. Fagan, M.-S. Chen, "Formation of a sparse bus impedance matrix and its
+  application to short circuit study" (1973); Jain et al. (2007): selected inversion, the
+  band of ``J^{-1}`` from the factor.
+- I. Murray, "Differentiation of the Cholesky decomposition", arXiv:1602.07527 (2016).
 - E. Archer, I. M. Park, L. Buesing, J. Cunningham, L. Paninski, "Black box variational
   inference for state space models" (2016): the block-tridiagonal Gaussian posterior.
 """
@@ -125,6 +132,11 @@ class _FullBlocks:
         return torch.cholesky_inverse(chol)
 
     @staticmethod
+    def column_outer(a: Tensor, b: Tensor) -> Tensor:
+        """``a b'`` for column matrices: the gradient of an operator applied to columns."""
+        return a @ b.mT
+
+    @staticmethod
     def diagonal(a: Tensor) -> Tensor:
         return a.diagonal(dim1=-2, dim2=-1)
 
@@ -169,6 +181,10 @@ class _DiagonalBlocks:
     @staticmethod
     def cholesky_inverse(chol: Tensor) -> Tensor:
         return chol.square().reciprocal()
+
+    @staticmethod
+    def column_outer(a: Tensor, b: Tensor) -> Tensor:
+        return (a * b).sum(-1, keepdim=True)
 
     @staticmethod
     def diagonal(a: Tensor) -> Tensor:
@@ -384,17 +400,34 @@ def _factor_full(diag: Tensor, offdiag: Tensor) -> tuple[BlockCholesky, Tensor]:
     return BlockCholesky(chol, sub), failed
 
 
+class _ScalarSchurRecursion(torch.autograd.Function):
+    """Schur complements of ``n`` scalar tridiagonal chains, elementwise over ``(B, T, n)``:
+    ``s_0 = d_0``, ``s_{t+1} = d_{t+1} - q_t / s_t`` with ``q_t = b_t^2``: one fused operation
+    per step, against three (square root, division, multiply-subtract) if the loop carried
+    the factor as the block path does. The adjoint is the linear recursion
+    ``G_t = g_t + (q_t / s_t^2) G_{t+1}`` (``dloss/dd_t = G_t``,
+    ``dloss/dq_t = -G_{t+1} / s_t``), again one operation per step. Once differentiable."""
+
+    @staticmethod
+    def forward(ctx, diag: Tensor, offdiag_sq: Tensor) -> Tensor:
+        first, *rest = diag.unbind(1)
+        schur = _scan(
+            lambda s, d_next, q: torch.addcdiv(d_next, q, s, value=-1), first, rest, offdiag_sq
+        )
+        ctx.save_for_backward(schur, offdiag_sq)
+        return schur
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_schur: Tensor) -> tuple[Tensor, Tensor]:
+        schur, offdiag_sq = ctx.saved_tensors
+        previous = schur[:, :-1]
+        grad_diag = _linear_scan(_DiagonalBlocks, grad_schur, -offdiag_sq / previous.square(), True)
+        return grad_diag, -grad_diag[:, 1:] / previous
+
+
 def _factor_diagonal(diag: Tensor, offdiag: Tensor) -> tuple[BlockCholesky, Tensor]:
-    # Scalar chains: the Schur complements s_{t+1} = d_{t+1} - b_t^2 / s_t need one fused
-    # operation per step, against three (sqrt, divide, multiply-subtract) if the loop carried
-    # the factor as the full path does; the factor itself is then parallel over t.
-    first, *rest = diag.unbind(1)
-    schur = _scan(
-        lambda s, d_next, b_sq: torch.addcdiv(d_next, b_sq, s, value=-1),
-        first,
-        rest,
-        offdiag.square(),
-    )
+    schur = _ScalarSchurRecursion.apply(diag, offdiag.square())
     failed = ~(schur > 0).all(-1)
     chol = schur.clamp(min=torch.finfo(schur.dtype).tiny).sqrt()
     return BlockCholesky(chol, offdiag / chol[:, :-1]), failed
@@ -460,7 +493,12 @@ def block_cholesky(
 
 
 def logdet(factor: BlockCholesky, *, blocks: str = "full") -> Tensor:
-    """``log|J| = 2 sum_t log diag C_t``, shape ``(...)``."""
+    """``log|J| = 2 sum_t log diag C_t``.
+
+    :param BlockCholesky factor: from :func:`block_cholesky`.
+    :param str blocks: ``"full"`` or ``"diagonal"``, the layout of ``factor``.
+    :returns: ``(...)``.
+    """
     alg = _algebra(blocks)
     return 2 * alg.diagonal(factor.diag).log().sum((-1, -2))
 
@@ -479,13 +517,52 @@ def _factor_and_rhs(
     return batch_shape, chol, sub, cols
 
 
+def _linear_scan(alg, rhs: Tensor, coeff: Tensor, reverse: bool) -> Tensor:
+    """``x_0 = a_0``, ``x_{k+1} = a_{k+1} - M_k x_k`` (or from the end with ``reverse``:
+    ``x_K = a_K``, ``x_k = a_k - M_k x_{k+1}``); one multiply-subtract per step."""
+    steps = rhs.unbind(1)
+    if reverse:
+        return _scan(
+            lambda x, a_k, m_k: alg.sub_mul(a_k, m_k, x), steps[-1], steps[:-1], coeff, reverse=True
+        )
+    return _scan(lambda x, a_next, m_k: alg.sub_mul(a_next, m_k, x), steps[0], steps[1:], coeff)
+
+
+class _LinearRecurrence(torch.autograd.Function):
+    """:func:`_linear_scan` with its adjoint, the same recursion run the other way with the
+    transposed coefficients: ``lambda_k = g_k - M_k' lambda_{k+1}`` (forward case), one step
+    each, and ``dloss/dM_k = -lambda_{k+1} x_k'`` batched over k. Autograd would spend two
+    products and its bookkeeping per step. ``rhs`` ``(B, K+1, n, k)``; ``coeff`` in operator
+    form (:meth:`_FullBlocks.as_operator`) ``(B, K, ...)``. Once differentiable."""
+
+    @staticmethod
+    def forward(ctx, alg, reverse: bool, rhs: Tensor, coeff: Tensor) -> Tensor:
+        out = _linear_scan(alg, rhs, coeff, reverse)
+        ctx.alg, ctx.reverse = alg, reverse
+        ctx.save_for_backward(coeff, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor | None]:
+        alg, reverse = ctx.alg, ctx.reverse
+        coeff, out = ctx.saved_tensors
+        adjoint = _linear_scan(alg, grad_out, alg.transpose(coeff), not reverse)
+        grad_coeff = None
+        if ctx.needs_input_grad[3]:
+            if reverse:
+                grad_coeff = -alg.column_outer(adjoint[:, :-1], out[:, 1:])
+            else:
+                grad_coeff = -alg.column_outer(adjoint[:, 1:], out[:, :-1])
+        return None, None, adjoint, grad_coeff
+
+
 def _forward_substitution(alg, chol: Tensor, sub: Tensor, rhs: Tensor) -> Tensor:
     # L y = h:  C_{t+1} y_{t+1} = h_{t+1} - E_t y_t.  With u_t = C_t y_t the recursion is
     # u_{t+1} = h_{t+1} - M_t u_t, M_t = E_t C_t^{-1}: one multiply-subtract per step, and all
     # triangular solves happen in parallel over t.
     m = alg.as_operator(alg.solve_lower(chol[:, :-1], sub, left=False))
-    first, *rest = rhs.unbind(1)
-    u = _scan(lambda u, h_next, m_t: alg.sub_mul(h_next, m_t, u), first, rest, m)
+    u = _LinearRecurrence.apply(alg, False, rhs, m)
     return alg.solve_lower(alg.as_operator(chol), u)
 
 
@@ -493,8 +570,7 @@ def _back_substitution(alg, chol: Tensor, sub: Tensor, rhs: Tensor) -> Tensor:
     # L' x = r:  C_t' x_t = r_t - E_t' x_{t+1}.  With v_t = C_t' x_t the recursion is
     # v_t = r_t - N_t v_{t+1}, N_t = E_t' C_{t+1}^{-T} = (C_{t+1}^{-1} E_t)'.
     n = alg.as_operator(alg.transpose(alg.solve_lower(chol[:, 1:], sub)))
-    *rest, last = rhs.unbind(1)
-    v = _scan(lambda v, r_t, n_t: alg.sub_mul(r_t, n_t, v), last, rest, n, reverse=True)
+    v = _LinearRecurrence.apply(alg, True, rhs, n)
     return alg.solve_lower_transpose(alg.as_operator(chol), v)
 
 
@@ -577,8 +653,13 @@ def selected_inverse(factor: BlockCholesky, *, blocks: str = "full") -> tuple[Te
 def matvec(
     diag_blocks: Tensor, offdiag_blocks: Tensor, x: Tensor, *, blocks: str = "full"
 ) -> Tensor:
-    """``J x`` for ``x`` of shape ``(..., T, n)`` (batch dims broadcast), in parallel over t:
-    ``(J x)_t = D_t x_t + B_{t-1} x_{t-1} + B_t' x_{t+1}``.
+    """``J x`` in parallel over t: ``(J x)_t = D_t x_t + B_{t-1} x_{t-1} + B_t' x_{t+1}``.
+
+    :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` if diagonal).
+    :param torch.Tensor offdiag_blocks: ``(..., T-1, n, n)`` (``(..., T-1, n)``).
+    :param torch.Tensor x: ``(..., T, n)``; batch dims broadcast with the blocks'.
+    :param str blocks: ``"full"`` or ``"diagonal"``.
+    :returns: ``(..., T, n)``.
     """
     alg = _algebra(blocks)
     col = x.unsqueeze(-1)
@@ -595,6 +676,9 @@ def quadratic_form(
 ) -> Tensor:
     """``x' J x = sum_t x_t' D_t x_t + 2 sum_t x_{t+1}' B_t x_t`` in parallel over t.
 
+    :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` if diagonal).
+    :param torch.Tensor offdiag_blocks: ``(..., T-1, n, n)`` (``(..., T-1, n)``).
+    :param str blocks: ``"full"`` or ``"diagonal"``.
     :param torch.Tensor x: ``(..., T, n)``; batch dims broadcast with the blocks'.
     :returns: ``(...)``.
     """
@@ -608,8 +692,12 @@ def quadratic_form(
 def dense_from_blocks(
     diag_blocks: Tensor, offdiag_blocks: Tensor, *, blocks: str = "full", symmetric: bool = True
 ) -> Tensor:
-    """Assemble the dense ``(..., T*n, T*n)`` matrix (for tests and small problems).
+    """Assemble the dense ``(..., T*n, T*n)`` matrix, rows and columns in ``(t, i)`` order
+    (for tests and small problems).
 
+    :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` if diagonal).
+    :param torch.Tensor offdiag_blocks: ``(..., T-1, n, n)`` (``(..., T-1, n)``).
+    :param str blocks: ``"full"`` or ``"diagonal"``.
     :param bool symmetric: put ``B_t'`` above the diagonal (a symmetric ``J``); with ``False``
         the upper part is zero (the lower block-bidiagonal Cholesky factor ``L``).
     """
