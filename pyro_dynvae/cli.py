@@ -163,7 +163,10 @@ def _add_forecast_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run_dir", help="a folder written by `pyro-dynvae train`")
-    parser.add_argument("--horizon", type=int, default=10, help="frames k to forecast")
+    parser.add_argument(
+        "--horizon", type=int, default=None,
+        help="frames k to forecast (default: the run's forecast_horizon)",
+    )
     parser.add_argument("--num-sequences", type=int, default=4, help="sequences to forecast")
     parser.add_argument(
         "--output", default=None, help="PNG path (default: <run_dir>/figures/forecast_k<k>.png)"
@@ -174,18 +177,19 @@ def _add_forecast_parser(subparsers: argparse._SubParsersAction) -> None:
 def _forecast(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     dynvae, config = training.load_run(run_dir)
-    if not 0 < args.horizon < config.num_frames:
+    horizon = config.forecast_horizon if args.horizon is None else args.horizon
+    if not 0 < horizon < config.num_frames:
         raise ValueError(
             f"--horizon must lie in [1, {config.num_frames - 1}] for {config.num_frames}-frame "
-            f"sequences, got {args.horizon}"
+            f"sequences, got {horizon}"
         )
     dataset = training.make_dataset(
         dataclasses.replace(config, num_val_sequences=args.num_sequences), "test"
     )
     frames = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    errors, forecast = training.forecast_errors(dynvae, frames, args.horizon)
-    num_observed = config.num_frames - args.horizon
-    output = Path(args.output or run_dir / "figures" / f"forecast_k{args.horizon}.png")
+    errors, forecast = training.forecast_errors(dynvae, frames, horizon)
+    num_observed = config.num_frames - horizon
+    output = Path(args.output or run_dir / "figures" / f"forecast_k{horizon}.png")
     viz.plot_forecasts(
         frames[:, :num_observed],
         frames[:, num_observed:],

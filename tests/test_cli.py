@@ -128,6 +128,8 @@ def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
     out = capsys.readouterr().out
     assert (run_dir / "figures" / "forecast_k2.png").exists()
     assert "copy-last-frame MSE" in out
+    assert main(["forecast", str(run_dir)]) == 0  # the run's own horizon, 1
+    assert (run_dir / "figures" / "forecast_k1.png").exists()
     with pytest.raises(ValueError, match="--resume"):
         main(["train", "--run-dir", str(tmp_path / "nothing"), "--resume"])
     with pytest.raises(ValueError, match="--horizon"):
