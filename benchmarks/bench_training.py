@@ -74,7 +74,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latent-dim", type=int, default=8, help="latent dimension n")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per block")
     parser.add_argument("--repeats", type=int, default=3, help="timed blocks (median)")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch intra-op threads (default: torch's choice; 1 is steadiest on a busy machine, "
+        "where spinning OpenMP threads can slow a step down 10x)",
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     variants = list(dict.fromkeys(["meanfield", *args.variants]))  # the reference first
 
     data = MovingMNIST(
