@@ -9,7 +9,7 @@ identity) and which move (position), instead of a hand-tuned penalty gamma(i)|la
 
 Run from the repository root (after ``pip install -e .``)::
 
-    python examples/moving_mnist.py            # the default run, under 10 minutes on 2 CPU cores
+    python examples/moving_mnist.py            # the default run: about 5 minutes on 2 CPU cores
     python examples/moving_mnist.py --quick    # a smoke run of about a minute
 
 Everything goes into one run folder (``--run-dir``): ``config.json``, ``checkpoints/``,
@@ -37,9 +37,9 @@ DEFAULTS = dict(
     # at 1e-3 the inferred eigenvalues grew explosive within ~20 steps and the prior's
     # precision stopped factorising in float32
     learning_rate=5e-4,
-    max_steps=500,
-    val_every=250,
-    checkpoint_every=100,
+    max_steps=2000,
+    val_every=500,
+    checkpoint_every=250,
     forecast_horizon=3,
 )
 #: the ``--quick`` smoke run: 32x32 frames (the digit barely moves there), few steps
