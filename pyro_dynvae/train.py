@@ -97,7 +97,7 @@ class TrainConfig:
     image_size: int = 64
     latent_dim: int = 8
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-4
     max_steps: int = 500
     gradient_clip_val: float = 10.0
     seed: int = 0
