@@ -38,6 +38,7 @@ class TinyModel(PyroModule):
         self.eigen_logit = torch.nn.Parameter(torch.zeros(latent_dim))
         self.log_scale = torch.nn.Parameter(torch.zeros(latent_dim))
         self.nan_at_step = nan_at_step
+        self.validate_nan = False
         self.num_training_calls = 0
 
     def eigenvalues(self) -> torch.Tensor:
@@ -48,7 +49,8 @@ class TinyModel(PyroModule):
         pixels = frames.reshape(batch, num_frames, -1)
         if torch.is_grad_enabled():  # count training calls only (validation runs without grad)
             if self.num_training_calls == self.nan_at_step:
-                with pyro.validation_enabled(False):  # let the NaN reach the loss
+                # By default the NaN reaches the loss; with validation Pyro rejects it at once.
+                with pyro.validation_enabled(self.validate_nan):
                     pyro.factor("injected_nan", frames.new_tensor(math.nan))
             self.num_training_calls += 1
         with pyro.plate("sequences", batch):
@@ -246,6 +248,18 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     clean = run_fit(tmp_path / "clean", tiny_config(max_steps=5, checkpoint_every=1, val_every=0))
     for name, value in parameters(clean).items():
         torch.testing.assert_close(at_failure[name], value, rtol=1e-6, atol=1e-7)
+
+
+def test_errors_inside_the_loss_name_the_step(tmp_path):
+    config = tiny_config(max_steps=10, checkpoint_every=1, val_every=0)
+    torch.manual_seed(0)
+    dynvae = TinyDynamicsVAE(nan_at_step=3)
+    dynvae.model.validate_nan = True
+    with pytest.raises(ValueError, match="at training step 3: "):
+        fit(dynvae, tiny_data(32, 0), tiny_data(8, 1), config, tmp_path,
+            enable_progress_bar=False)
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 3
 
 
 class SaveRankParameters(Callback):
