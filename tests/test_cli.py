@@ -101,6 +101,8 @@ def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", "--run-dir", str(run_dir), *TINY_TRAIN]) == 0
     trained = json.loads((run_dir / "metrics.json").read_text())
+    assert trained["disentanglement"]["factors"]
+    assert 0 <= trained["disentanglement"]["mcc"] <= 1
     assert str(run_dir / "metrics.json") in capsys.readouterr().out
 
     # Resuming continues the saved run to the new total and keeps the first run's logs.
