@@ -14,8 +14,9 @@ Run from the repository root (after ``pip install -e .``)::
 
 Everything goes into one run folder (``--run-dir``): ``config.json``, ``checkpoints/``,
 ``logs/``, ``metrics.json`` (held-out ELBO, reconstruction error, forecast error against
-copying the last frame) and ``figures/`` (reconstructions, forecasts, per-latent eigenvalue
-histograms, latent traversals, learned prior scales). Re-evaluate or forecast later with
+copying the last frame, MIG and MCC of the latents against the digit's class and position)
+and ``figures/`` (reconstructions, forecasts, per-latent eigenvalue histograms, latent
+traversals, learned prior scales). Re-evaluate or forecast later with
 ``pyro-dynvae evaluate RUN_DIR`` and ``pyro-dynvae forecast RUN_DIR``.
 """
 
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     print(f"  reconstruction MSE         {metrics['recon_mse']:.5f}")
     print(f"  forecast MSE ({config.forecast_horizon} frames)   {metrics['forecast_mse']:.5f}")
     print(f"  copy-last-frame MSE        {metrics['copy_last_mse']:.5f}")
+    scores = metrics["disentanglement"]
+    print(f"  MIG / MCC of z vs {', '.join(scores['factors'])}: "
+          f"{scores['mig']:.3f} / {scores['mcc']:.3f}")
     print(f"\nWrote the run folder {run_dir.resolve()}:")
     print(f"  {run_dir / 'config.json'}\n  {run_dir / 'metrics.json'}")
     print(f"  {run_dir / 'checkpoints'}/\n  {run_dir / 'logs'}/")

@@ -35,6 +35,8 @@ def check_run_folder(run_dir: Path, metrics: dict, printed: str, max_steps: int)
     for key in METRICS:
         assert math.isfinite(saved[key]) and saved[key] == metrics[key], key
     assert saved["recon_mse"] > 0 and saved["copy_last_mse"] > 0
+    assert {"digit0_x", "digit0_y"} <= set(saved["disentanglement"]["factors"])
+    assert "MIG / MCC" in printed
     for name in FIGURES:
         path = run_dir / "figures" / f"{name}.png"
         assert path.stat().st_size > 2000, name
