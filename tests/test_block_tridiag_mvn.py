@@ -8,10 +8,11 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from torch.distributions import MultivariateNormal
+from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from pyro_dynvae.distributions import BlockTridiagMVN
 from pyro_dynvae.distributions.testing import random_block_tridiag
+from pyro_dynvae.ops import block_tridiag as ops
 
 BLOCKS = ["full", "diagonal"]
 
@@ -210,6 +211,38 @@ def test_from_markov_chain_equals_transition_densities(blocks, num_steps):
         mean = (trans[:, t] @ z[..., t, :, None])[..., 0]  # column vectors: A_t z_t
         expected = expected + MultivariateNormal(mean, noise[:, t]).log_prob(z[..., t + 1, :])
     torch.testing.assert_close(d.log_prob(z), expected)
+
+
+@pytest.mark.parametrize("blocks", BLOCKS)
+def test_from_markov_chain_explosive_dynamics_in_float32(blocks):
+    # Eigenvalue 2.5 over 30 steps: cond(J) ~ 2.5^58, far past float32, so J itself cannot be
+    # factorised; log_prob, entropy and the KL to a well-posed guide must not need to.
+    num_steps, dim = 30, 2
+    ones = torch.ones(num_steps - 1, dim)
+    init_cov, trans, noise = torch.ones(dim), 2.5 * ones, 0.1 * ones
+    if blocks == "full":
+        init_cov, trans, noise = (torch.diag_embed(x) for x in (init_cov, trans, noise))
+    chain = BlockTridiagMVN.from_markov_chain(
+        torch.zeros(dim), init_cov, trans, noise, blocks=blocks
+    )
+    _, failed = ops.block_cholesky_ex(chain._diag, chain._offdiag, blocks=blocks)
+    assert failed.any()  # the factorisation route would raise here
+
+    z = torch.randn(3, num_steps, dim)
+    expected = Normal(0.0, 1.0).log_prob(z[:, 0].double()).sum(-1)
+    for t in range(num_steps - 1):
+        step = Normal(2.5 * z[:, t].double(), 0.1**0.5).log_prob(z[:, t + 1].double())
+        expected = expected + step.sum(-1)
+    torch.testing.assert_close(chain.log_prob(z).double(), expected, rtol=1e-5, atol=1e-2)
+    log_det = -(num_steps - 1) * dim * math.log(0.1)  # -log|P_0| - sum_t log|Q_t|
+    entropy = 0.5 * (num_steps * dim * (1 + math.log(2 * math.pi)) - log_det)
+    torch.testing.assert_close(chain.entropy(), torch.tensor(entropy), rtol=1e-6, atol=1e-4)
+
+    guide_diag = chain._diag + torch.ones_like(chain._diag) * (1 if blocks == "diagonal" else 0)
+    if blocks == "full":
+        guide_diag = guide_diag + torch.eye(dim)
+    guide = BlockTridiagMVN(torch.zeros(num_steps, dim), guide_diag, chain._offdiag, blocks=blocks)
+    assert torch.isfinite(kl_divergence(guide, chain))
 
 
 def test_from_markov_chain_against_pyro_gaussian_hmm():

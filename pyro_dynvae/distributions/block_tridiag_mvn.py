@@ -99,7 +99,9 @@ class BlockTridiagMVN(TorchDistribution):
         self._diag = diag_blocks
         self._offdiag = offdiag_blocks
         super().__init__(batch_shape, torch.Size((num_steps, dim)), validate_args=validate_args)
-        if self._validate_args:
+        # A Markov chain's precision (log-det seeded by from_markov_chain) is positive definite
+        # by construction; any other precision is factorised now when validating.
+        if self._validate_args and "_logdet_precision" not in self.__dict__:
             self._factor  # noqa: B018 -- raise now, naming the first failing time step
 
     # -- constructors ---------------------------------------------------------------------------
@@ -181,7 +183,15 @@ class BlockTridiagMVN(TorchDistribution):
             init_cov, trans_matrix, trans_cov, blocks=blocks
         )
         loc = ops.markov_chain_mean(init_loc, trans_matrix, blocks=blocks)
-        return cls(loc, diag_blocks, offdiag_blocks, validate_args=validate_args, blocks=blocks)
+        new = cls.__new__(cls)
+        # log|J| in closed form: log_prob, entropy and KL against this chain never factorise
+        # J, which stays exact for explosive dynamics where J is too ill-conditioned to
+        # factorise in float32.
+        new.__dict__["_logdet_precision"] = ops.markov_chain_logdet(
+            init_cov, trans_cov, blocks=blocks
+        )
+        new.__init__(loc, diag_blocks, offdiag_blocks, validate_args=validate_args, blocks=blocks)
+        return new
 
     def expand(self, batch_shape, _instance=None) -> BlockTridiagMVN:
         new = self._get_checked_instance(BlockTridiagMVN, _instance)
@@ -191,7 +201,8 @@ class BlockTridiagMVN(TorchDistribution):
         new.loc = self.loc.expand(batch_shape + self.event_shape)
         new._diag = self._diag
         new._offdiag = self._offdiag
-        for name in ("_factor", "_covariance_band"):  # their batch shapes broadcast already
+        # their batch shapes broadcast already
+        for name in ("_factor", "_covariance_band", "_logdet_precision"):
             if name in self.__dict__:
                 new.__dict__[name] = self.__dict__[name]
         if "info_vec" in self.__dict__:
@@ -227,7 +238,9 @@ class BlockTridiagMVN(TorchDistribution):
         """``h = J mu``, ``batch_shape + (T, n)``."""
         return ops.matvec(self._diag, self._offdiag, self.loc, blocks=self.blocks)
 
+    @lazy_property
     def _logdet_precision(self) -> Tensor:
+        """``log|J|``, batch shape broadcastable to ``batch_shape``."""
         return dispatch.logdet(self._factor, blocks=self.blocks)
 
     # -- moments --------------------------------------------------------------------------------
@@ -300,10 +313,10 @@ class BlockTridiagMVN(TorchDistribution):
         diff = value - self.loc
         mahalanobis = ops.quadratic_form(self._diag, self._offdiag, diff, blocks=self.blocks)
         num_steps, dim = self.event_shape
-        return 0.5 * (self._logdet_precision() - mahalanobis - num_steps * dim * _LOG_2PI)
+        return 0.5 * (self._logdet_precision - mahalanobis - num_steps * dim * _LOG_2PI)
 
     def entropy(self) -> Tensor:
         """``Tn/2 (1 + log 2 pi) - 1/2 log|J|``."""
         num_steps, dim = self.event_shape
-        entropy = 0.5 * (num_steps * dim * (1 + _LOG_2PI) - self._logdet_precision())
+        entropy = 0.5 * (num_steps * dim * (1 + _LOG_2PI) - self._logdet_precision)
         return entropy.expand(self.batch_shape)

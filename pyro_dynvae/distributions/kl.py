@@ -45,6 +45,6 @@ def kl_block_tridiag_mvn(q: BlockTridiagMVN, p: BlockTridiagMVN) -> Tensor:
     mahalanobis = ops.quadratic_form(p._diag, p._offdiag, q.loc - p.loc, blocks=p.blocks)
     num_steps, dim = q.event_shape
     kl = 0.5 * (
-        trace + mahalanobis - num_steps * dim + q._logdet_precision() - p._logdet_precision()
+        trace + mahalanobis - num_steps * dim + q._logdet_precision - p._logdet_precision
     )
     return kl.expand(torch.broadcast_shapes(q.batch_shape, p.batch_shape))

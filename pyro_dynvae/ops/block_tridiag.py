@@ -58,6 +58,7 @@ __all__ = [
     "dense_from_blocks",
     "logdet",
     "markov_chain_blocks",
+    "markov_chain_logdet",
     "markov_chain_mean",
     "matvec",
     "quadratic_form",
@@ -783,6 +784,34 @@ def markov_chain_blocks(
         + _pad_time(pulled_back, 0, 1, alg)
     )
     return diag, offdiag
+
+
+def markov_chain_logdet(init_cov: Tensor, trans_cov: Tensor, *, blocks: str = "full") -> Tensor:
+    r"""``log|J|`` of the chain of :func:`markov_chain_blocks`, without factorising ``J``.
+
+    ``J = M' M`` where ``M`` is the lower block-bidiagonal whitening map of the innovations
+    (diagonal blocks ``P_0^{-1/2}, Q_0^{-1/2}, ..., Q_{T-2}^{-1/2}``, sub-diagonal blocks
+    ``-Q_t^{-1/2} A_t``), so
+
+    .. math::
+
+        \log|J| = -\log|P_0| - \sum_t \log|Q_t|,
+
+    whatever the transition matrices. Unlike the block Cholesky of ``J``, this stays exact when
+    ``J`` is badly conditioned, e.g. for explosive dynamics (``|lambda| > 1`` over many steps),
+    where a float32 factorisation of ``J`` stops being positive definite.
+
+    :param torch.Tensor init_cov: ``P_0`` ``(..., n, n)`` (variances ``(..., n)`` with
+        ``blocks="diagonal"``).
+    :param torch.Tensor trans_cov: ``Q_t`` ``(..., T-1, n, n)`` (``(..., T-1, n)``).
+    :returns: ``log|J|``, shape the broadcast batch shape ``(...)``.
+    """
+    alg = _algebra(blocks)
+    init_chol = _covariance_cholesky(init_cov, alg, "init_cov")
+    noise_chol = _covariance_cholesky(trans_cov, alg, "trans_cov")
+    init_half_logdet = alg.diagonal(init_chol).log().sum(-1)
+    noise_half_logdet = alg.diagonal(noise_chol).log().sum((-1, -2))
+    return -2 * (init_half_logdet + noise_half_logdet)
 
 
 def markov_chain_mean(init_loc: Tensor, trans_matrix: Tensor, *, blocks: str = "full") -> Tensor:
