@@ -268,19 +268,7 @@ def save_run_figures(
     z_mean = codes["z_mean"].reshape(-1, codes["z_mean"].shape[-1])
     paths.append(
         plot_latent_traversals(
-            _decoder(dynvae), codes["z_mean"][0, 0], z_mean.std(0), out_dir / "traversals.png"
+            dynvae.decode, codes["z_mean"][0, 0], z_mean.std(0), out_dir / "traversals.png"
         )
     )
     return paths
-
-
-def _decoder(dynvae: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """
-    The map from latents ``(M, n)`` to displayed frames ``(M, C, H, W)``: ``dynvae.decode``,
-    or for :class:`~pyro_dynvae.models.DynamicsVAE`, which has no public ``decode`` yet, its
-    ``_decode_mean`` (the decoded mean that ``reconstruct`` and ``forecast`` show).
-    """
-    decode = getattr(dynvae, "decode", None) or getattr(dynvae, "_decode_mean", None)
-    if decode is None:
-        raise TypeError(f"{type(dynvae).__name__} has no decode(z) method for latent traversals")
-    return decode

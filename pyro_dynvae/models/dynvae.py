@@ -316,9 +316,11 @@ class DynamicsVAE(nn.Module):
                 summary["dynamics_scale"] = theta_posterior.stddev
         return summary, guide.latent_posterior(theta, guide.potentials(features))
 
-    def _decode_mean(self, latents: torch.Tensor) -> torch.Tensor:
-        """Per-pixel display value: Gaussian mean, or the Bernoulli probabilities
-        ``sigmoid(logits)`` (for the continuous Bernoulli, its shape parameter)."""
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Frames shown for latents ``(..., n)``: ``(..., C, H, W)``, the Gaussian mean, or the
+        Bernoulli probabilities ``sigmoid(logits)`` (for the continuous Bernoulli, its shape
+        parameter). Used by ``reconstruct``, ``forecast`` and latent traversals."""
         output = self.model.decoder(latents)
         return output if self.variant_config.likelihood == "gaussian" else output.sigmoid()
 
@@ -361,9 +363,9 @@ class DynamicsVAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
-        """Decoded posterior mean of ``z``: ``(B, T, C, H, W)`` (see ``_decode_mean``)."""
+        """Decoded posterior mean of ``z``: ``(B, T, C, H, W)`` (see :meth:`decode`)."""
         _, latent_posterior = self._posterior(frames)
-        return self._decode_mean(latent_posterior.mean)
+        return self.decode(latent_posterior.mean)
 
     @torch.no_grad()
     def forecast(self, frames: torch.Tensor, num_steps: int) -> torch.Tensor:
@@ -386,7 +388,7 @@ class DynamicsVAE(nn.Module):
         latents = [latent_posterior.mean[..., -1, :]]
         for _ in range(num_steps):
             latents.append(self.guide.transitions.propagate(last_theta, latents[-1]))
-        return self._decode_mean(torch.stack(latents[1:], dim=-2))
+        return self.decode(torch.stack(latents[1:], dim=-2))
 
 
 def build_model(
