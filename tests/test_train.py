@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """
 Training machinery (pyro_dynvae.train) on a tiny linear dynamical VAE that follows the
 ``build_model`` protocol, so these tests exercise Lightning + Pyro's ELBOModule and nothing else.

@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """pyro_dynvae.train.disentanglement on encoders with known answers."""
 
 from __future__ import annotations

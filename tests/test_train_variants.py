@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """Every registered variant and baseline goes through the whole training pipeline."""
 
 from __future__ import annotations
