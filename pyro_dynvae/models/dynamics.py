@@ -1,0 +1,214 @@
+"""Latent dynamics: transition matrices from transition parameters, and the prior over ``z``.
+
+The latent chain is ``z_0 ~ N(0, I)``, ``z_t = A_t z_{t-1} + w_t``, ``w_t ~ N(0, Q)`` with
+``Q = diag(q^2)``, column-vector convention (``BlockTridiagMVN.from_markov_chain``'s). Its law
+is a Gaussian with block-tridiagonal precision, the prior ``p(z | theta)`` of the model. The
+transition parameters ``theta_t`` (``t = 1..T-1``, shape ``(..., T-1, d)``) map to ``A_t``:
+
+- ``"diagonal"``: ``A_t = diag(lambda_t)``, ``theta_t = lambda_t`` (``d = n``), the
+  factorised case, handled by BlockTridiagMVN's ``blocks="diagonal"`` path;
+- ``"full"``: ``A_t = unvec(theta_t)`` row-major (``d = n^2``);
+- ``"block"``: ``theta_t = (r_1, phi_1, ..., r_K, phi_K)`` (``K = n/2``) and
+  ``A_t = L blockdiag(r_k [[cos phi_k, -sin phi_k], [sin phi_k, cos phi_k]]) L^-1``, eigenvalues
+  ``r_k exp(+-i phi_k)``. The basis ``L = expm(S - S') diag(exp(c tanh(u)))`` (orthogonal times
+  positive diagonal) is invertible with ``cond(L) < exp(2c)`` by construction;
+- ``"none"``: independent frames, ``z_t ~ N(0, I)``;
+- ``"random_walk"``: slowVAE (Klindt et al. 2021, "Towards nonlinear disentanglement in natural
+  data with temporal sparse coding"): ``z_0 ~ N(0, I)``, ``z_t - z_{t-1} ~ Laplace(0, 1/rate)``.
+
+Each coordinate of ``theta`` belongs to a scale group (the latent it drives): latent ``i`` for
+diagonal, row ``i`` of ``A_t`` for full, pair ``k`` for block dynamics. Prior scales ``s`` and
+penalty weights ``gamma`` are per group.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import Laplace, Normal, TorchDistribution, constraints
+from pyro.nn import PyroModule, PyroParam
+from torch import nn
+
+from pyro_dynvae.distributions import BlockTridiagMVN
+
+from .config import DynamicsVAEConfig
+
+__all__ = ["LaplaceRandomWalk", "LatentDynamics", "group_weights"]
+
+
+class LaplaceRandomWalk(TorchDistribution):
+    """The slowVAE prior over ``z`` of event shape ``(T, n)``.
+
+    ``z_0 ~ N(0, I)``, ``z_t - z_{t-1} ~ Laplace(0, 1/rate)`` independently per coordinate.
+
+    :param int num_frames: ``T``.
+    :param int latent_dim: ``n``.
+    :param torch.Tensor rate: Laplace rate (scalar tensor; sets dtype and device).
+    """
+
+    arg_constraints = {}
+    support = constraints.independent(constraints.real, 2)
+    has_rsample = True
+
+    def __init__(self, num_frames: int, latent_dim: int, rate: torch.Tensor, validate_args=None):
+        self.rate = rate
+        self._steps = Laplace(torch.zeros_like(rate), 1 / rate)
+        super().__init__(torch.Size(), torch.Size((num_frames, latent_dim)), validate_args)
+
+    def rsample(self, sample_shape=()) -> torch.Tensor:
+        num_frames, latent_dim = self.event_shape
+        shape = torch.Size(sample_shape) + self.batch_shape
+        init = torch.randn(shape + (1, latent_dim), dtype=self.rate.dtype, device=self.rate.device)
+        steps = self._steps.rsample(shape + (num_frames - 1, latent_dim))
+        return torch.cat([init, steps], dim=-2).cumsum(-2)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        init = Normal(0.0, 1.0).log_prob(value[..., 0, :]).sum(-1)
+        steps = self._steps.log_prob(value[..., 1:, :] - value[..., :-1, :]).sum((-1, -2))
+        return init + steps
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.rate.new_zeros(self.batch_shape + self.event_shape)
+
+
+def group_weights(num_groups: int, weight: float, schedule: str, ratio: float) -> torch.Tensor:
+    """Per-group penalty weights ``gamma(i)``, ``i = 0..num_groups-1``.
+
+    ``"constant"``: ``gamma``; ``"linear"``: ``gamma * (i + 1)``; ``"geometric"``:
+    ``gamma * ratio**i``.
+    """
+    index = torch.arange(num_groups, dtype=torch.get_default_dtype())
+    if schedule == "constant":
+        return torch.full((num_groups,), float(weight))
+    if schedule == "linear":
+        return weight * (index + 1)
+    if schedule == "geometric":
+        return weight * ratio**index
+    raise ValueError(f"penalty_schedule must be constant, linear or geometric, got {schedule!r}")
+
+
+class LatentDynamics(PyroModule):
+    """Transition noise, block basis and the map ``theta -> A_t -> p(z | theta)``.
+
+    Shared by model and guide (the structured guide adds its potentials to this prior's
+    precision).
+
+    :param DynamicsVAEConfig config: the model configuration.
+    """
+
+    def __init__(self, config: DynamicsVAEConfig):
+        super().__init__()
+        n = config.latent_dim
+        self.kind, self.latent_dim = config.dynamics, n
+        scale = torch.full((n,), float(config.transition_scale))
+        if config.learn_transition_scale:
+            self.transition_scale = PyroParam(scale, constraint=constraints.positive)
+        else:
+            self.register_buffer("transition_scale", scale)
+        self.register_buffer("slowness_rate", torch.tensor(float(config.slowness_rate)))
+        if self.kind == "diagonal":
+            centre, groups = torch.ones(n), torch.arange(n)
+        elif self.kind == "full":
+            centre, groups = torch.eye(n).flatten(), torch.arange(n).repeat_interleave(n)
+        elif self.kind == "block":
+            centre = torch.tensor([1.0, 0.0]).repeat(n // 2)
+            groups = torch.arange(n // 2).repeat_interleave(2)
+            self.basis_skew = nn.Parameter(torch.zeros(n, n))
+            self.basis_log_scale = nn.Parameter(torch.zeros(n))
+            self.basis_max_log_scale = 0.5 * config.block_basis_log_cond
+        else:
+            centre, groups = torch.zeros(0), torch.zeros(0, dtype=torch.long)
+        self.register_buffer("centre", centre)
+        self.register_buffer("groups", groups)
+        self.num_groups = int(groups.max()) + 1 if len(groups) else 0
+
+    @property
+    def num_params(self) -> int:
+        """``d``, the number of transition parameters per step."""
+        return self.centre.shape[0]
+
+    def basis(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block dynamics' basis ``L`` and its inverse (both ``(n, n)``)."""
+        rotation = torch.linalg.matrix_exp(self.basis_skew - self.basis_skew.T)
+        log_scale = self.basis_max_log_scale * torch.tanh(self.basis_log_scale)
+        return rotation * log_scale.exp(), rotation.T * (-log_scale).exp().unsqueeze(-1)
+
+    def transition_matrices(self, theta: torch.Tensor) -> torch.Tensor:
+        """``A_t`` as dense matrices ``(..., T-1, n, n)`` from ``theta`` ``(..., T-1, d)``."""
+        n = self.latent_dim
+        if self.kind == "diagonal":
+            return torch.diag_embed(theta)
+        if self.kind == "full":
+            return theta.unflatten(-1, (n, n))
+        if self.kind == "block":
+            radius, angle = theta[..., 0::2], theta[..., 1::2]
+            cos, sin = radius * angle.cos(), radius * angle.sin()
+            blocks = torch.stack([cos, -sin, sin, cos], dim=-1).unflatten(-1, (2, 2))
+            eye = torch.eye(n // 2, dtype=theta.dtype, device=theta.device)
+            block_diag = torch.einsum("kl,...kab->...kalb", eye, blocks).reshape(
+                theta.shape[:-1] + (n, n)
+            )
+            basis, basis_inverse = self.basis()
+            return basis @ block_diag @ basis_inverse
+        raise ValueError(f"dynamics {self.kind!r} has no transition parameters")
+
+    def eigenvalues(self, theta: torch.Tensor) -> torch.Tensor:
+        """Complex eigenvalues of ``A_t``, ``(..., T-1, n)``.
+
+        Diagonal: ``lambda_t`` in latent order; block: ``r_k exp(+-i phi_k)`` in pair order;
+        full: ``torch.linalg.eigvals`` order (not tied to latents).
+        """
+        if self.kind == "diagonal":
+            return torch.complex(theta, torch.zeros_like(theta))
+        if self.kind == "block":
+            radius, angle = theta[..., 0::2], theta[..., 1::2]
+            real, imag = radius * angle.cos(), radius * angle.sin()
+            pairs = torch.stack([torch.complex(real, imag), torch.complex(real, -imag)], dim=-1)
+            return pairs.flatten(-2)
+        return torch.linalg.eigvals(self.transition_matrices(theta))
+
+    def prior(
+        self, theta: torch.Tensor | None, num_frames: int, like: torch.Tensor
+    ) -> TorchDistribution:
+        """``p(z | theta)`` with event shape ``(T, n)``.
+
+        :param theta: ``(..., T-1, d)`` transition parameters (None for ``"none"`` and
+            ``"random_walk"``, which then have batch shape ``()``).
+        :param int num_frames: ``T``.
+        :param torch.Tensor like: a tensor with the wanted dtype and device.
+        """
+        n = self.latent_dim
+        zeros = like.new_zeros(n)
+        if self.kind == "random_walk":
+            return LaplaceRandomWalk(num_frames, n, self.slowness_rate.to(like))
+        if self.kind == "none":
+            return BlockTridiagMVN(
+                like.new_zeros(num_frames, n),
+                like.new_ones(num_frames, n),
+                like.new_zeros(num_frames - 1, n),
+                blocks="diagonal",
+            )
+        noise = self.transition_scale.to(like) ** 2
+        if self.kind == "diagonal":
+            return BlockTridiagMVN.from_markov_chain(
+                zeros, like.new_ones(n), theta, noise.expand(theta.shape), blocks="diagonal"
+            )
+        trans_matrix = self.transition_matrices(theta)
+        return BlockTridiagMVN.from_markov_chain(
+            zeros,
+            torch.eye(n, dtype=like.dtype, device=like.device),
+            trans_matrix,
+            torch.diag_embed(noise).expand(trans_matrix.shape),
+        )
+
+    def propagate(self, theta: torch.Tensor | None, latents: torch.Tensor) -> torch.Tensor:
+        """Mean of ``z_{t+1}`` given ``z_t = latents`` under the step with parameters ``theta``.
+
+        :param theta: ``(..., d)`` or None (``"none"``, ``"random_walk"``: the latent persists).
+        :param latents: ``(..., n)``.
+        """
+        if theta is None:
+            return latents
+        if self.kind == "diagonal":
+            return theta * latents
+        return (self.transition_matrices(theta) @ latents.unsqueeze(-1)).squeeze(-1)

@@ -1,0 +1,405 @@
+"""The dynamics VAE as a Pyro program: generative model, amortised guide, and their wrapper.
+
+Generative model per sequence ``x_{0:T-1}`` (DESIGN.md section 3)::
+
+    s_i      ~ HalfCauchy(1)                   (or a type-II ML parameter, or fixed)
+    theta_t  ~ Laplace(c, s) / Normal(c, s)    t = 1..T-1  (flat prior + pyro.factor penalty
+                                               for the penalty variants)
+    z        ~ p(z | theta) = BlockTridiagMVN.from_markov_chain(0, I, A(theta_t), Q)
+    x_t      ~ ContinuousBernoulli(logits=decoder(z_t))   (or Bernoulli, or Normal)
+
+inside a plate over sequences of size ``num_sequences`` subsampled to the minibatch, so global
+variables (``s``) are weighted right against minibatch sums.
+
+Guide (Archer et al. 2016, "Black box variational inference for state space models")::
+
+    q(s)           = LogNormal(mu_s, sigma_s)                           (variational scales)
+    q(theta_t | x) = Normal(NN(f_t, f_{t-1})) or Delta(NN(f_t, f_{t-1}))  (point estimate)
+    q(z | x, theta) = BlockTridiagMVN.from_info(h, J_prior(theta) + blockdiag(R_t)),
+                      h_t = R_t m_t                                    (structured)
+                    = prod_t N(z_t; m_t, R_t^-1)                         (mean field)
+
+with ``f_t`` the frame encoder's features and ``(m_t, R_t)`` its local Gaussian potentials. The
+structured guide's precision is positive definite by construction (``J_prior`` is, ``R_t`` is).
+Given the frames' likelihood were Gaussian and linear, ``p(z | x, theta)`` has exactly this form,
+so the guide family contains the exact posterior (checked in the tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.distributions import constraints
+from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.nn import PyroModule, PyroParam
+from torch import nn
+
+from pyro_dynvae.distributions import BlockTridiagMVN
+from pyro_dynvae.nets import (
+    ConvDecoder,
+    ConvEncoder,
+    DynamicsNet,
+    LocalPotentials,
+    MLPDecoder,
+    MLPEncoder,
+)
+
+from .config import VARIANTS, DynamicsVAEConfig
+from .dynamics import LatentDynamics, group_weights
+
+__all__ = ["DynamicsGuide", "DynamicsModel", "DynamicsVAE", "build_model"]
+
+
+def _check_frames(frames: torch.Tensor, config: DynamicsVAEConfig) -> tuple[int, int]:
+    """Validate ``frames`` against ``config``; return ``(B, T)``."""
+    if not torch.is_tensor(frames) or not frames.is_floating_point():
+        raise TypeError(f"frames must be a floating point torch.Tensor, got {type(frames)}")
+    expected = (config.channels, config.image_size, config.image_size)
+    if frames.dim() != 5 or tuple(frames.shape[2:]) != expected:
+        raise ValueError(
+            "frames must have shape (B, T, C, H, W) = (B, T, {}, {}, {}), got {}".format(
+                *expected, tuple(frames.shape)
+            )
+        )
+    if frames.shape[1] < 2:
+        raise ValueError(f"frames need at least 2 time steps, got T={frames.shape[1]}")
+    return frames.shape[0], frames.shape[1]
+
+
+def _sequence_plate(config: DynamicsVAEConfig, batch_size: int, device) -> pyro.plate:
+    """The plate over sequences: ``num_sequences`` subsampled to the ``batch_size`` given."""
+    size = config.num_sequences or batch_size
+    return pyro.plate("sequences", size, subsample=torch.arange(batch_size, device=device), dim=-1)
+
+
+class DynamicsModel(PyroModule):
+    """The generative model ``p(s) p(theta | s) p(z | theta) p(x | z)``; call as ``model(frames)``.
+
+    :param DynamicsVAEConfig config: the configuration.
+    :param LatentDynamics transitions: the (shared) latent dynamics.
+    """
+
+    def __init__(self, config: DynamicsVAEConfig, transitions: LatentDynamics):
+        super().__init__()
+        self.config, self.transitions = config, transitions
+        frame_shape = (config.channels, config.image_size, config.image_size)
+        if config.architecture == "conv":
+            self.decoder = ConvDecoder(
+                config.image_size, config.channels, config.latent_dim, config.conv_channels
+            )
+        else:
+            self.decoder = MLPDecoder(config.latent_dim, frame_shape, config.decoder_hidden)
+        groups = transitions.num_groups
+        if config.has_prior_scales and config.scale_inference == "type2":
+            self.scales = PyroParam(
+                torch.full((groups,), config.prior_scale), constraint=constraints.positive
+            )
+        elif config.has_prior_scales and config.scale_inference == "fixed":
+            self.register_buffer("scales", torch.full((groups,), config.prior_scale))
+        if config.has_dynamics_site and config.penalty_weight > 0:
+            weights = group_weights(
+                groups, config.penalty_weight, config.penalty_schedule, config.penalty_ratio
+            )
+            self.register_buffer("penalty_weights", weights[transitions.groups])
+
+    def prior_scales(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The scales ``s`` (``(G,)``; sampled in the variational case), None without a prior."""
+        config = self.config
+        if not config.has_prior_scales:
+            return None
+        if config.scale_inference == "variational":
+            hyperprior = dist.HalfCauchy(like.new_ones(self.transitions.num_groups))
+            return pyro.sample("prior_scales", hyperprior.to_event(1))
+        return self.scales.to(like)
+
+    def dynamics_prior(
+        self, scales: torch.Tensor | None, batch_size: int, num_frames: int, like: torch.Tensor
+    ) -> dist.TorchDistribution:
+        """``p(theta | s)`` with batch shape ``(..., B)`` and event shape ``(T-1, d)``."""
+        event_shape = (num_frames - 1, self.transitions.num_params)
+        if scales is None:
+            return dist.ImproperUniform(constraints.real, (batch_size,), event_shape)
+        scale = scales[..., self.transitions.groups].unsqueeze(-2)
+        family = dist.Laplace if self.config.dynamics_prior == "laplace" else dist.Normal
+        batch_shape = torch.broadcast_shapes(scale.shape[:-2], (batch_size,))
+        return (
+            family(self.transitions.centre.to(like), scale)
+            .expand(batch_shape + event_shape)
+            .to_event(2)
+        )
+
+    def penalty(self, theta: torch.Tensor) -> torch.Tensor:
+        """``sum_{t,j} gamma_j |theta_tj - c_j|`` per sequence, ``(..., B)``."""
+        deviation = (theta - self.transitions.centre).abs()
+        return (self.penalty_weights * deviation).sum((-1, -2))
+
+    def forward(self, frames: torch.Tensor) -> None:
+        config = self.config
+        batch_size, num_frames = _check_frames(frames, config)
+        scales = self.prior_scales(frames)
+        with _sequence_plate(config, batch_size, frames.device):
+            theta = None
+            if config.has_dynamics_site:
+                theta = pyro.sample(
+                    "dynamics", self.dynamics_prior(scales, batch_size, num_frames, frames)
+                )
+                if config.penalty_weight > 0:
+                    pyro.factor("dynamics_penalty", -self.penalty(theta))
+            with poutine.scale(scale=config.kl_scale):
+                latents = pyro.sample("z", self.transitions.prior(theta, num_frames, frames))
+            output = self.decoder(latents)
+            if config.likelihood == "continuous_bernoulli":
+                likelihood = dist.ContinuousBernoulli(logits=output)
+            elif config.likelihood == "bernoulli":
+                likelihood = dist.Bernoulli(logits=output)
+                frames = (frames > 0.5).to(frames.dtype)
+            else:
+                likelihood = dist.Normal(output, config.observation_scale)
+            pyro.sample("frames", likelihood.to_event(4), obs=frames)
+
+
+class DynamicsGuide(PyroModule):
+    """The amortised guide ``q(s) q(theta | x) q(z | x, theta)``; call as ``guide(frames)``.
+
+    :param DynamicsVAEConfig config: the configuration.
+    :param LatentDynamics transitions: the (shared) latent dynamics.
+    """
+
+    def __init__(self, config: DynamicsVAEConfig, transitions: LatentDynamics):
+        super().__init__()
+        self.config, self.transitions = config, transitions
+        if config.architecture == "conv":
+            self.encoder = ConvEncoder(
+                config.image_size, config.channels, config.conv_channels, config.feature_dim
+            )
+        else:
+            frame_shape = (config.channels, config.image_size, config.image_size)
+            self.encoder = MLPEncoder(frame_shape, config.encoder_hidden)
+        feature_dim = self.encoder.feature_dim
+        self.potentials = LocalPotentials(
+            feature_dim, config.latent_dim, config.potential_rank, config.precision_floor
+        )
+        if config.has_dynamics_site:
+            self.dynamics_net = DynamicsNet(
+                feature_dim,
+                transitions.num_params,
+                config.dynamics_hidden,
+                with_scale=config.dynamics_posterior == "normal",
+            )
+        if config.has_prior_scales and config.scale_inference == "variational":
+            groups = transitions.num_groups
+            self.scale_loc = nn.Parameter(torch.full((groups,), float(config.prior_scale)).log())
+            self.scale_scale = PyroParam(
+                torch.full((groups,), 0.1), constraint=constraints.positive
+            )
+
+    def scale_posterior(self) -> dist.TorchDistribution:
+        """``q(s)``: independent LogNormals, event shape ``(G,)``."""
+        return dist.LogNormal(self.scale_loc, self.scale_scale).to_event(1)
+
+    def dynamics_posterior(self, features: torch.Tensor) -> dist.TorchDistribution:
+        """``q(theta | x)`` from features ``(B, T, F)``: event shape ``(T-1, d)``."""
+        offset, scale = self.dynamics_net(features)
+        loc = self.transitions.centre + offset
+        if scale is None:
+            return dist.Delta(loc, event_dim=2)
+        return dist.Normal(loc, scale).to_event(2)
+
+    def latent_posterior(
+        self, theta: torch.Tensor | None, potentials: tuple[torch.Tensor, torch.Tensor]
+    ) -> BlockTridiagMVN:
+        """``q(z | x, theta)`` from the local potentials ``(m, R)`` (``(B, T, n)`` and
+        ``(B, T, n)`` diagonal or ``(B, T, n, n)``) and transition parameters ``theta``."""
+        mean, precision = potentials
+        num_frames, n = mean.shape[-2:]
+        full_precision = precision.dim() > mean.dim()
+        if self.config.guide == "meanfield":
+            if full_precision:
+                return BlockTridiagMVN(mean, precision, mean.new_zeros(num_frames - 1, n, n))
+            zeros = mean.new_zeros(num_frames - 1, n)
+            return BlockTridiagMVN(mean, precision, zeros, blocks="diagonal")
+        prior = self.transitions.prior(theta, num_frames, mean)
+        diag_blocks, offdiag_blocks = prior.diag_blocks, prior.offdiag_blocks
+        if not full_precision and self.transitions.kind in ("diagonal", "none"):
+            return BlockTridiagMVN.from_info(
+                precision * mean,
+                diag_blocks.diagonal(dim1=-2, dim2=-1) + precision,
+                offdiag_blocks.diagonal(dim1=-2, dim2=-1),
+                blocks="diagonal",
+            )
+        if not full_precision:
+            precision = torch.diag_embed(precision)
+        info_vec = (precision @ mean.unsqueeze(-1)).squeeze(-1)
+        return BlockTridiagMVN.from_info(info_vec, diag_blocks + precision, offdiag_blocks)
+
+    def forward(self, frames: torch.Tensor) -> None:
+        config = self.config
+        batch_size, _ = _check_frames(frames, config)
+        features = self.encoder(frames)
+        potentials = self.potentials(features)
+        if config.has_prior_scales and config.scale_inference == "variational":
+            pyro.sample("prior_scales", self.scale_posterior())
+        with _sequence_plate(config, batch_size, frames.device):
+            theta = None
+            if config.has_dynamics_site:
+                theta = pyro.sample("dynamics", self.dynamics_posterior(features))
+            with poutine.scale(scale=config.kl_scale):
+                pyro.sample("z", self.latent_posterior(theta, potentials))
+
+
+class DynamicsVAE(nn.Module):
+    """A dynamics VAE: ``.model`` and ``.guide`` (PyroModules) and posterior summaries.
+
+    Train with ``pyro.settings.set(module_local_params=True)``,
+    ``loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)`` and a torch optimizer over
+    ``loss_fn.parameters()``; ``loss_fn(frames)`` is the negative ELBO of a minibatch.
+
+    :param DynamicsVAEConfig config: the configuration (see :data:`VARIANTS`).
+    """
+
+    def __init__(self, config: DynamicsVAEConfig):
+        super().__init__()
+        self.variant_config = config
+        transitions = LatentDynamics(config)
+        self.model = DynamicsModel(config, transitions)
+        self.guide = DynamicsGuide(config, transitions)
+
+    @property
+    def config(self) -> dict:
+        """JSON-serialisable configuration; ``build_model(**config)`` rebuilds this model."""
+        return self.variant_config.to_dict()
+
+    def make_elbo(self, **kwargs) -> ELBO:
+        """``TraceMeanField_ELBO`` when some KL term is analytic, else ``Trace_ELBO``.
+
+        Which term is which: ``self.variant_config.elbo_terms()``. Keyword arguments go to the
+        ELBO (e.g. ``num_particles``, ``vectorize_particles``); ``max_plate_nesting`` is 1.
+        """
+        kwargs.setdefault("max_plate_nesting", 1)
+        analytic = "analytic" in self.variant_config.elbo_terms().values()
+        return (TraceMeanField_ELBO if analytic else Trace_ELBO)(**kwargs)
+
+    def _posterior(self, frames: torch.Tensor) -> tuple[dict, BlockTridiagMVN]:
+        """Posterior summaries at the mean of ``q(theta | x)``, and ``q(z | x, theta_mean)``."""
+        _check_frames(frames, self.variant_config)
+        guide = self.guide
+        features = guide.encoder(frames)
+        summary, theta = {}, None
+        if self.variant_config.has_dynamics_site:
+            theta_posterior = guide.dynamics_posterior(features)
+            theta = theta_posterior.mean
+            summary["dynamics"] = theta
+            if self.variant_config.dynamics_posterior == "normal":
+                summary["dynamics_scale"] = theta_posterior.stddev
+        return summary, guide.latent_posterior(theta, guide.potentials(features))
+
+    def _decode_mean(self, latents: torch.Tensor) -> torch.Tensor:
+        """Per-pixel display value: Gaussian mean, or the Bernoulli probabilities
+        ``sigmoid(logits)`` (for the continuous Bernoulli, its shape parameter)."""
+        output = self.model.decoder(latents)
+        return output if self.variant_config.likelihood == "gaussian" else output.sigmoid()
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Posterior summaries of a batch of sequences (no gradients).
+
+        :param frames: ``(B, T, C, H, W)`` in [0, 1].
+        :returns: dict with ``"z_mean"`` and ``"z_variance"`` ``(B, T, n)`` (of
+            ``q(z | x, theta)`` at the posterior mean of ``theta``); with dynamics also
+            ``"dynamics"`` (``theta``'s mean, ``(B, T-1, d)``; ``"dynamics_scale"`` for a Normal
+            ``q(theta)``), ``"eigenvalues"`` ``(B, T-1, n)`` (real ``lambda_t`` for diagonal
+            dynamics; moduli ``|eig(A_t)|`` otherwise, in pair order for block and in
+            decreasing order for full dynamics), ``"eigenvalues_complex"`` and
+            ``"transition_matrices"`` ``(B, T-1, n, n)`` for full and block dynamics; and
+            ``"prior_scales"`` ``(G,)`` (posterior mean of ``s``, or its value) with a prior.
+        """
+        summary, latent_posterior = self._posterior(frames)
+        summary["z_mean"] = latent_posterior.mean
+        summary["z_variance"] = latent_posterior.variance
+        transitions = self.guide.transitions
+        if "dynamics" in summary:
+            theta = summary["dynamics"]
+            if transitions.kind == "diagonal":
+                summary["eigenvalues"] = theta
+            else:
+                eigenvalues = transitions.eigenvalues(theta)
+                moduli = eigenvalues.abs()
+                if transitions.kind == "full":
+                    moduli = moduli.sort(dim=-1, descending=True).values
+                summary["eigenvalues"] = moduli
+                summary["eigenvalues_complex"] = eigenvalues
+                summary["transition_matrices"] = transitions.transition_matrices(theta)
+        if self.variant_config.has_prior_scales:
+            if self.variant_config.scale_inference == "variational":
+                summary["prior_scales"] = self.guide.scale_posterior().mean
+            else:
+                summary["prior_scales"] = self.model.scales.detach().clone()
+        return summary
+
+    @torch.no_grad()
+    def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
+        """Decoded posterior mean of ``z``: ``(B, T, C, H, W)`` (see ``_decode_mean``)."""
+        _, latent_posterior = self._posterior(frames)
+        return self._decode_mean(latent_posterior.mean)
+
+    @torch.no_grad()
+    def forecast(self, frames: torch.Tensor, num_steps: int) -> torch.Tensor:
+        """Roll the inferred dynamics forward from the last frame and decode.
+
+        Starts at the posterior mean of ``z_{T-1}`` and applies the last inferred transition
+        ``A_{T-1}`` (at the posterior mean of ``theta_{T-1}``) ``num_steps`` times, without
+        noise. Models without transition parameters (``vae``, ``beta_vae``, ``slowvae``: the
+        random walk's mean) keep the last latent.
+
+        :param frames: ``(B, T, C, H, W)``.
+        :param int num_steps: ``k >= 1`` frames to predict.
+        :returns: ``(B, k, C, H, W)``.
+        """
+        if not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+        summary, latent_posterior = self._posterior(frames)
+        theta = summary.get("dynamics")
+        last_theta = None if theta is None else theta[..., -1, :]
+        latents = [latent_posterior.mean[..., -1, :]]
+        for _ in range(num_steps):
+            latents.append(self.guide.transitions.propagate(last_theta, latents[-1]))
+        return self._decode_mean(torch.stack(latents[1:], dim=-2))
+
+
+def build_model(
+    variant: str,
+    *,
+    image_size: int = 64,
+    channels: int = 1,
+    latent_dim: int = 8,
+    num_sequences: int | None = None,
+    **overrides,
+) -> DynamicsVAE:
+    """Build a named variant of the dynamics VAE.
+
+    :param str variant: a key of :data:`VARIANTS`.
+    :param int image_size: frame side (``H = W``).
+    :param int channels: frame channels.
+    :param int latent_dim: ``n``.
+    :param num_sequences: training set size, for minibatch scaling (None: the batch size).
+    :param overrides: any other :class:`DynamicsVAEConfig` field.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known variants: {sorted(VARIANTS)}")
+    fields = {f.name for f in dataclasses.fields(DynamicsVAEConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for build_model; valid: {sorted(fields)}")
+    config = dataclasses.replace(
+        VARIANTS[variant],
+        image_size=image_size,
+        channels=channels,
+        latent_dim=latent_dim,
+        num_sequences=num_sequences,
+        **overrides,
+    )
+    return DynamicsVAE(config)

@@ -1,0 +1,290 @@
+"""Neural networks of the dynamics VAE: frame encoders and decoders, local Gaussian potentials and
+the eigenvalue (dynamics) network.
+
+Two families of frame networks share one interface:
+
+- :class:`ConvEncoder` / :class:`ConvDecoder` for square images whose side is a power of two
+  (``32`` and ``64`` are the intended sizes): strided 4x4 convolutions halve the side down to
+  ``4 x 4``, the decoder mirrors them with transposed convolutions (DCGAN layout, Radford et al.
+  2016), small enough to train on a couple of CPU cores.
+- :class:`MLPEncoder` / :class:`MLPDecoder` for small frames flattened to vectors (tiny tests,
+  linear-Gaussian checks). With no hidden layer the decoder is a single affine map.
+
+Every encoder maps frames ``(..., C, H, W)`` to features ``(..., feature_dim)``; every decoder maps
+latents ``(..., n)`` to per-pixel outputs ``(..., C, H, W)`` (logits or Gaussian means). Leading
+dims are arbitrary (batch, time, Monte Carlo particles).
+
+:class:`LocalPotentials` turns a frame's features into a Gaussian potential on its latent,
+``exp(-1/2 z' R_t z + z' R_t m_t)``, the "local evidence" that the structured guide adds to the
+prior chain's precision (Archer et al. 2016, "Black box variational inference for state space
+models"). :class:`DynamicsNet` reads the features of two neighbouring frames and emits the
+parameters of the transition between them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn.functional import softplus
+
+__all__ = [
+    "ConvDecoder",
+    "ConvEncoder",
+    "DynamicsNet",
+    "LocalPotentials",
+    "MLPDecoder",
+    "MLPEncoder",
+    "inverse_softplus",
+]
+
+
+def inverse_softplus(value: float) -> float:
+    """The ``x`` with ``softplus(x) == value`` (for initialising biases), ``value > 0``."""
+    if value <= 0:
+        raise ValueError(f"inverse_softplus needs a positive value, got {value}")
+    return value + math.log(-math.expm1(-value))
+
+
+def _num_halvings(image_size: int) -> int:
+    """Number of stride-2 layers that take ``image_size`` down to 4."""
+    if image_size < 8 or image_size & (image_size - 1):
+        raise ValueError(
+            f"image_size must be a power of two >= 8 for the conv networks, got {image_size}"
+        )
+    return int(math.log2(image_size)) - 2
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers of the given widths with ELU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (size_in, size_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(size_in, size_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ELU())
+    return nn.Sequential(*layers)
+
+
+def _channel_plan(image_size: int, channels: Sequence[int]) -> list[int]:
+    """One width per stride-2 layer: ``channels`` cut or extended (with its last width)."""
+    depth = _num_halvings(image_size)
+    channels = list(channels)
+    if not channels or any(c <= 0 for c in channels):
+        raise ValueError(f"conv_channels must be positive widths, got {channels}")
+    return (channels + [channels[-1]] * depth)[:depth]
+
+
+class ConvEncoder(nn.Module):
+    """Strided conv encoder for ``(..., C, S, S)`` frames, ``S`` a power of two >= 8.
+
+    Layer ``k`` is ``Conv2d(4x4, stride 2, padding 1) + ELU`` with ``conv_channels[k]`` outputs
+    (``log2(S) - 2`` layers take the side to 4), then a linear layer to ``feature_dim``.
+
+    :param int image_size: side ``S`` of the square frames.
+    :param int channels: image channels ``C``.
+    :param conv_channels: widths of the conv layers (cut or extended to the needed depth).
+    :param int feature_dim: size of the output features.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        conv_channels: Sequence[int] = (16, 32, 32, 64),
+        feature_dim: int = 128,
+    ):
+        super().__init__()
+        widths = _channel_plan(image_size, conv_channels)
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip([channels] + widths[:-1], widths, strict=True):
+            layers += [nn.Conv2d(width_in, width_out, 4, stride=2, padding=1), nn.ELU()]
+        self.frame_shape = (channels, image_size, image_size)
+        self.convs = nn.Sequential(*layers)
+        self.linear = nn.Linear(widths[-1] * 16, feature_dim)
+        self.feature_dim = feature_dim
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """:param frames: ``(..., C, S, S)``. :returns: features ``(..., feature_dim)``."""
+        batch_shape = frames.shape[:-3]
+        hidden = self.convs(frames.reshape((-1,) + self.frame_shape))
+        features = nn.functional.elu(self.linear(hidden.flatten(1)))
+        return features.reshape(batch_shape + (self.feature_dim,))
+
+
+class ConvDecoder(nn.Module):
+    """Transposed-conv decoder, the mirror image of :class:`ConvEncoder`.
+
+    ``Linear(latent_dim, 16 * w) -> (w, 4, 4)``, then ``ConvTranspose2d(4x4, stride 2, padding 1)``
+    layers doubling the side up to ``S``; the last one outputs ``C`` channels without activation.
+
+    :param int image_size: side ``S`` of the square frames.
+    :param int channels: image channels ``C``.
+    :param int latent_dim: latent size ``n``.
+    :param conv_channels: the encoder's widths; the decoder uses them in reverse order.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        latent_dim: int,
+        conv_channels: Sequence[int] = (16, 32, 32, 64),
+    ):
+        super().__init__()
+        widths = _channel_plan(image_size, conv_channels)[::-1]
+        self.linear = nn.Linear(latent_dim, widths[0] * 16)
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths, widths[1:] + [channels], strict=True):
+            layers += [nn.ELU(), nn.ConvTranspose2d(width_in, width_out, 4, stride=2, padding=1)]
+        self.deconvs = nn.Sequential(*layers)
+        self.first_width = widths[0]
+        self.frame_shape = (channels, image_size, image_size)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """:param latents: ``(..., n)``. :returns: per-pixel outputs ``(..., C, S, S)``."""
+        batch_shape = latents.shape[:-1]
+        hidden = self.linear(latents.reshape(-1, latents.shape[-1]))
+        output = self.deconvs(hidden.reshape(-1, self.first_width, 4, 4))
+        return output.reshape(batch_shape + self.frame_shape)
+
+
+class MLPEncoder(nn.Module):
+    """Encoder of flattened frames: ``Linear + ELU`` per hidden width.
+
+    With ``hidden_dims=()`` it is the identity on the flattened frame (features = pixels), which
+    makes the local potentials affine in the frame, as the linear-Gaussian posterior is.
+
+    :param frame_shape: ``(C, H, W)``.
+    :param hidden_dims: widths of the hidden layers; the last one is ``feature_dim``.
+    """
+
+    def __init__(self, frame_shape: Sequence[int], hidden_dims: Sequence[int] = (64,)):
+        super().__init__()
+        self.frame_shape = tuple(frame_shape)
+        self.frame_dim = math.prod(self.frame_shape)
+        sizes = [self.frame_dim, *hidden_dims]
+        layers: list[nn.Module] = []
+        for size_in, size_out in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(size_in, size_out), nn.ELU()]
+        self.layers = nn.Sequential(*layers)
+        self.feature_dim = sizes[-1]
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """:param frames: ``(..., C, H, W)``. :returns: features ``(..., feature_dim)``."""
+        return self.layers(frames.flatten(-len(self.frame_shape)))
+
+
+class MLPDecoder(nn.Module):
+    """Decoder to flattened frames: ``Linear + ELU`` per hidden width, then a linear layer.
+
+    With ``hidden_dims=()`` it is one affine map ``z -> W z + b`` (linear-Gaussian decoder).
+
+    :param int latent_dim: latent size ``n``.
+    :param frame_shape: ``(C, H, W)``.
+    :param hidden_dims: widths of the hidden layers.
+    """
+
+    def __init__(
+        self, latent_dim: int, frame_shape: Sequence[int], hidden_dims: Sequence[int] = (64,)
+    ):
+        super().__init__()
+        self.frame_shape = tuple(frame_shape)
+        self.layers = _mlp([latent_dim, *hidden_dims, math.prod(self.frame_shape)])
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """:param latents: ``(..., n)``. :returns: per-pixel outputs ``(..., C, H, W)``."""
+        return self.layers(latents).unflatten(-1, self.frame_shape)
+
+
+class LocalPotentials(nn.Module):
+    """Gaussian potential of each frame on its latent: mean ``m_t`` and precision ``R_t``.
+
+    ``R_t = diag(softplus(a_t) + floor) + U_t U_t'`` with ``U_t`` of shape ``(n, rank)``
+    (``rank=0``: diagonal). The floor keeps ``R_t`` positive definite, so the structured guide's
+    precision ``J_prior + blockdiag(R_t)`` is positive definite by construction.
+
+    :param int feature_dim: size of the input features.
+    :param int latent_dim: latent size ``n``.
+    :param int rank: rank of the low-rank part of ``R_t`` (0 for a diagonal precision).
+    :param float precision_floor: smallest diagonal precision.
+    :param float init_precision: ``R_t``'s diagonal at initialisation (through the bias).
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        latent_dim: int,
+        rank: int = 0,
+        precision_floor: float = 1e-3,
+        init_precision: float = 1.0,
+    ):
+        super().__init__()
+        if rank < 0:
+            raise ValueError(f"potential rank must be >= 0, got {rank}")
+        self.latent_dim, self.rank, self.precision_floor = latent_dim, rank, precision_floor
+        self.mean = nn.Linear(feature_dim, latent_dim)
+        self.precision = nn.Linear(feature_dim, latent_dim)
+        nn.init.constant_(self.precision.bias, inverse_softplus(init_precision))
+        self.factor = nn.Linear(feature_dim, latent_dim * rank) if rank else None
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:param features: ``(..., feature_dim)``.
+
+        :returns: ``(mean, precision)``: mean ``(..., n)``; precision ``(..., n)`` (its diagonal)
+            when ``rank == 0``, else the full ``(..., n, n)`` matrix.
+        """
+        mean = self.mean(features)
+        diagonal = softplus(self.precision(features)) + self.precision_floor
+        if self.factor is None:
+            return mean, diagonal
+        factor = self.factor(features).unflatten(-1, (self.latent_dim, self.rank))
+        return mean, torch.diag_embed(diagonal) + factor @ factor.transpose(-1, -2)
+
+
+class DynamicsNet(nn.Module):
+    """Transition parameters from the features of two neighbouring frames.
+
+    Input ``concat(f_t, f_{t-1})``, a hidden ``Linear + ELU`` layer, then an offset
+    ``delta_t`` (``(..., out_dim)``) and, with ``with_scale``, a positive scale
+    ``softplus(.) + 1e-4`` (a Normal posterior's). The offset head starts near zero (weights
+    scaled by ``init_gain``), so transitions start near their centre (the identity, "slow").
+
+    :param int feature_dim: size of each frame's features.
+    :param int out_dim: number of transition parameters per step.
+    :param int hidden_dim: width of the hidden layer.
+    :param bool with_scale: also emit a scale per parameter.
+    :param float init_scale: the scale at initialisation (through the bias).
+    :param float init_gain: factor on the offset head's initial weights.
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        out_dim: int,
+        hidden_dim: int = 64,
+        with_scale: bool = False,
+        init_scale: float = 0.1,
+        init_gain: float = 0.1,
+    ):
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(2 * feature_dim, hidden_dim), nn.ELU())
+        self.offset = nn.Linear(hidden_dim, out_dim)
+        with torch.no_grad():
+            self.offset.weight.mul_(init_gain)
+            self.offset.bias.zero_()
+        self.scale = nn.Linear(hidden_dim, out_dim) if with_scale else None
+        if self.scale is not None:
+            nn.init.constant_(self.scale.bias, inverse_softplus(init_scale))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:param features: per-frame features ``(..., T, feature_dim)``, ``T >= 2``.
+
+        :returns: ``(offset, scale)`` of shape ``(..., T-1, out_dim)`` for the steps
+            ``t-1 -> t``, ``t = 1..T-1``; ``scale`` is None without ``with_scale``.
+        """
+        pairs = torch.cat([features[..., 1:, :], features[..., :-1, :]], dim=-1)
+        hidden = self.hidden(pairs)
+        scale = None if self.scale is None else softplus(self.scale(hidden)) + 1e-4
+        return self.offset(hidden), scale

@@ -1,0 +1,130 @@
+# Copyright Contributors to the pyro-dynvae project.
+# SPDX-License-Identifier: Apache-2.0
+"""The ``pyro-dynvae`` command line: documented options, argument checking, show-data."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from pyro_dynvae.cli import TRAIN_OPTIONS, main, make_parser
+from pyro_dynvae.train import TrainConfig
+
+SUBCOMMANDS = ["train", "evaluate", "forecast", "show-data"]
+
+
+def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help_documents_every_option_with_its_default(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # undo line wrapping
+    parser = subparsers(make_parser())[command]
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert options
+    for action in options:
+        assert action.option_strings[-1] in text
+        assert action.help, f"{command} {action.option_strings[-1]} has no help text"
+        if action.default is not None and action.default is not False:
+            # The help text of the option ends with its default value.
+            help_text = " ".join(action.help.split())
+            expected = f"{help_text} (default: {action.default})"
+            assert expected in text.replace("%%", "%"), expected
+
+
+def test_train_exposes_every_config_field():
+    parser = subparsers(make_parser())["train"]
+    dests = {a.dest for a in parser._actions}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert fields <= dests
+    assert set(TRAIN_OPTIONS) == fields
+    args = parser.parse_args(["--dataset-options", '{"num_digits": 1}', "--max-steps", "7"])
+    assert args.dataset_options == {"num_digits": 1} and args.max_steps == 7
+    assert parser.parse_args([]).model_overrides == {}
+    assert parser.parse_args([]).max_steps == TrainConfig().max_steps
+
+
+@pytest.mark.parametrize("value", ["[1, 2]", "{not json"])
+def test_train_rejects_bad_json_options(value, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--model-overrides", value])
+    assert "--model-overrides" in capsys.readouterr().err
+
+
+def test_module_help_runs_as_a_script():
+    result = subprocess.run(
+        [sys.executable, "-m", "pyro_dynvae.cli", "--help"],
+        capture_output=True, text=True, check=True,
+    )
+    for command in SUBCOMMANDS:
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+
+
+def test_show_data_draws_sequences(tmp_path, capsys):
+    output = tmp_path / "data.png"
+    code = main(["show-data", "--num-sequences", "2", "--num-frames", "4",
+                 "--image-size", "32", "--output", str(output)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "digit0_x" in out and str(output) in out
+    with Image.open(output) as image:
+        width, height = image.size
+    assert width > height > 100  # 2 rows x 4 frames
+
+
+TINY_TRAIN = [
+    "--image-size", "32", "--num-frames", "4", "--num-sequences", "8",
+    "--num-val-sequences", "2", "--batch-size", "2", "--latent-dim", "2", "--max-steps", "2",
+    "--val-every", "0", "--checkpoint-every", "2", "--forecast-horizon", "1",
+    "--accelerator", "cpu", "--devices", "1", "--no-progress-bar",
+    "--dataset-options", '{"speed": 2.0}',
+]
+
+
+def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run_dir), *TINY_TRAIN]) == 0
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    assert str(run_dir / "metrics.json") in capsys.readouterr().out
+
+    # Resuming continues the saved run to the new total and keeps the first run's logs.
+    argv = ["train", "--run-dir", str(run_dir), "--resume", "--max-steps", "3",
+            "--no-progress-bar", "--accelerator", "cpu", "--devices", "1"]
+    assert main(argv) == 0
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 3
+    assert (run_dir / "logs" / "version_0" / "metrics.csv").exists()
+    assert (run_dir / "logs" / "version_1" / "metrics.csv").exists()
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["elbo"] != trained["elbo"]
+
+    # evaluate rebuilds the model from config.json + last.ckpt: same (seeded) metrics.
+    (run_dir / "metrics.json").unlink()
+    shutil.rmtree(run_dir / "figures")
+    assert main(["evaluate", str(run_dir)]) == 0
+    evaluated = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("elbo", "recon_mse", "forecast_mse", "copy_last_mse"):
+        assert evaluated[key] == pytest.approx(resumed[key], rel=1e-5), key
+    assert (run_dir / "figures" / "reconstructions.png").exists()
+
+    capsys.readouterr()
+    assert main(["forecast", str(run_dir), "--horizon", "2", "--num-sequences", "2"]) == 0
+    out = capsys.readouterr().out
+    assert (run_dir / "figures" / "forecast_k2.png").exists()
+    assert "copy-last-frame MSE" in out
+    with pytest.raises(ValueError, match="--horizon"):
+        main(["forecast", str(run_dir), "--horizon", "4"])
