@@ -401,7 +401,8 @@ def _quiet() -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     with warnings.catch_warnings():
-        for pattern in (".*does not have many workers.*", ".*treespec.*", "Mean of empty slice",
+        for pattern in (".*does not have many workers.*", ".*treespec.*",
+                        ".*exists and is not empty.*", "Mean of empty slice",
                         "invalid value encountered"):
             warnings.filterwarnings("ignore", message=pattern)
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -439,6 +440,9 @@ def run_cell(dataset: str, variant: str, seed: int, budget: StudyBudget,
         result.update(status="failed", error=f"{type(error).__name__}: {error}")
         _write_json_atomic(cell_dir / "result.json", result)
         return result
+    if module.trainer.global_step < config.max_steps:  # never score an unfinished run
+        raise RuntimeError(f"training of {cell_dir} stopped at step {module.trainer.global_step}"
+                           f" of {config.max_steps}; rerun the study to resume it")
     dynvae = module.dynvae.to("cuda" if torch.cuda.is_available() else "cpu")
     scores, encoded = score_cell(dynvae, test_data, config, budget)
     for key in ("eigenvalues", "prior_scales"):
