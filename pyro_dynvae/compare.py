@@ -49,6 +49,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,9 @@ class StudyBudget:
         """
         The default budget with steps and sequences multiplied by ``budget`` and the
         intervention sample sizes too, up to disentanglement_lib's (and never below small
-        floors that keep every score defined); DCI uses the standard gradient boosting from
-        ``budget >= 4`` unless ``dci_predictor`` says otherwise.
+        floors, e.g. 12 held-out sequences, so that each factor shows two classes or more in
+        the metric's fitting frames, which the explicitness classifier needs); DCI uses the
+        standard gradient boosting from ``budget >= 4`` unless ``dci_predictor`` says otherwise.
         """
         if not budget > 0:
             raise ValueError(f"budget must be positive, got {budget}")
@@ -176,7 +178,7 @@ class StudyBudget:
         return cls(
             max_steps=scale(base.max_steps),
             num_train_sequences=num_train_sequences,
-            num_test_sequences=scale(base.num_test_sequences, floor=3),
+            num_test_sequences=scale(base.num_test_sequences, floor=12),
             batch_size=min(base.batch_size, num_train_sequences),
             intervention_batch_size=scale(base.intervention_batch_size, 4,
                                           LIBRARY_INTERVENTION_SIZES["batch_size"]),
@@ -476,7 +478,8 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
     """
     Run (or resume) the comparison and write the table and figures into ``out``.
 
-    :param out: output folder. A study there with a different budget is refused.
+    :param out: output folder. A study there with a different budget is refused;
+        ``study.json`` lists every invocation with its command and library versions.
     :param datasets: keys of :data:`DATASETS`.
     :param variants: keys of :data:`pyro_dynvae.models.VARIANTS`.
     :param seeds: training seeds (3 or more for a meaningful std).
@@ -497,7 +500,7 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
     if not seeds or any(not isinstance(seed, int) or seed < 0 for seed in seeds):
         raise ValueError(f"seeds must be a non-empty list of non-negative ints, got {seeds}")
     out = Path(out)
-    _check_study(out, budget)
+    _record_study(out, budget, command)
     cells = [(d, v, s) for d in datasets for v in variants for s in seeds]
     summary: dict[str, Any] = {"trained": [], "skipped": [], "failed": []}
     loaded: dict[str, tuple[Dataset, Dataset]] = {}
@@ -526,17 +529,22 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
     return summary
 
 
-def _check_study(out: Path, budget: StudyBudget) -> None:
-    """Record the budget in ``out/study.json``, or refuse a folder holding another budget."""
+def _record_study(out: Path, budget: StudyBudget, command: str | None) -> None:
+    """
+    Record the budget, data and model options in ``out/study.json`` and append this
+    invocation (command, UTC time, library versions); refuse a folder holding another budget.
+    """
     study_path = out / "study.json"
+    study = {"budget": dataclasses.asdict(budget), "datasets": DATASETS,
+             "model_overrides": MODEL_OVERRIDES, "invocations": []}
     if study_path.exists():
-        saved = json.loads(study_path.read_text())
-        if saved["budget"] != dataclasses.asdict(budget):
-            raise ValueError(f"{out} holds a study with another budget ({saved['budget']}); "
+        study = json.loads(study_path.read_text())
+        if study["budget"] != dataclasses.asdict(budget):
+            raise ValueError(f"{out} holds a study with another budget ({study['budget']}); "
                              "use a new output folder or the same --budget")
-        return
-    _write_json_atomic(study_path, {"budget": dataclasses.asdict(budget),
-                                    "datasets": DATASETS, "model_overrides": MODEL_OVERRIDES})
+    study["invocations"].append({"command": command, "versions": study_versions(),
+                                 "started_utc": datetime.now(timezone.utc).isoformat()})
+    _write_json_atomic(study_path, study)
 
 
 def aggregate(results: Sequence[dict[str, Any] | None], datasets: Sequence[str],

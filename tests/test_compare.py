@@ -164,7 +164,7 @@ def test_scaled_budget():
     assert (big.intervention_batch_size, big.intervention_num_train, big.intervention_num_eval,
             big.variance_estimate) == (64, 10000, 5000, 10000)  # disentanglement_lib's sizes
     tiny = compare.StudyBudget.scaled(0.001)
-    assert tiny.batch_size <= tiny.num_train_sequences and tiny.num_test_sequences >= 3
+    assert tiny.batch_size <= tiny.num_train_sequences and tiny.num_test_sequences == 12
     assert compare.StudyBudget.scaled(8, "random_forest").dci_predictor == "random_forest"
     with pytest.raises(ValueError, match="budget"):
         compare.StudyBudget.scaled(0.0)
