@@ -670,7 +670,7 @@ def write_figures(out: Path, datasets: Sequence[str], variants: Sequence[str],
                     panels.append((variant, seed, np.load(path)))
                     break
         if panels:
-            fig = Figure(figsize=(3.2 * len(panels), 2.8))
+            fig = Figure(figsize=(max(5.0, 3.2 * len(panels)), 3.0))
             for index, (variant, seed, eigenvalues) in enumerate(panels):
                 ax = fig.add_subplot(1, len(panels), index + 1)
                 counts, edges = metrics.eigenvalue_histograms(eigenvalues, bins=30)
@@ -681,7 +681,7 @@ def write_figures(out: Path, datasets: Sequence[str], variants: Sequence[str],
                 ax.set_xlabel("eigenvalue")
             fig.axes[0].set_ylabel("count (per latent)")
             fig.axes[-1].legend(title="latent", fontsize=6, title_fontsize=7)
-            fig.suptitle(f"{dataset}: posterior eigenvalues on held-out sequences")
+            fig.suptitle(f"{dataset}: posterior eigenvalues on held-out sequences", fontsize=10)
             fig.tight_layout()
             paths.append(_save(fig, out / "figures" / f"eigenvalues_{dataset}.png"))
         dataset_rows = [row for row in rows if row["dataset"] == dataset]
@@ -740,7 +740,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if args.threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     torch.set_num_threads(args.threads)
-    command = shlex.join(sys.argv if argv is None else [prog or "compare", *argv])
+    if argv is None:  # a script run as ``python script.py ...`` is recorded as such
+        command = shlex.join(["python", *sys.argv] if sys.argv[0].endswith(".py") else sys.argv)
+    else:
+        command = shlex.join([prog or "compare", *argv])
     summary = run_study(
         args.out,
         datasets=args.datasets,
