@@ -169,7 +169,6 @@ def _add_forecast_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(command=_forecast)
 
 
-@torch.no_grad()
 def _forecast(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     dynvae, config = training.load_run(run_dir)
@@ -182,13 +181,17 @@ def _forecast(args: argparse.Namespace) -> int:
         dataclasses.replace(config, num_val_sequences=args.num_sequences), "test"
     )
     frames = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    context = frames[:, : config.num_frames - args.horizon]
-    future = frames[:, config.num_frames - args.horizon :]
-    forecast = dynvae.forecast(context, args.horizon)
+    errors, forecast = training.forecast_errors(dynvae, frames, args.horizon)
+    num_observed = config.num_frames - args.horizon
     output = Path(args.output or run_dir / "figures" / f"forecast_k{args.horizon}.png")
-    viz.plot_forecasts(context, future, forecast, output, max_sequences=args.num_sequences)
-    forecast_mse = float((forecast - future).pow(2).mean())
-    copy_last_mse = float((context[:, -1:] - future).pow(2).mean())
+    viz.plot_forecasts(
+        frames[:, :num_observed],
+        frames[:, num_observed:],
+        forecast,
+        output,
+        max_sequences=args.num_sequences,
+    )
+    forecast_mse, copy_last_mse = errors["forecast_mse"], errors["copy_last_mse"]
     ratio = f"{forecast_mse / copy_last_mse:.3g}" if copy_last_mse else "undefined: no motion"
     print(f"forecast MSE {forecast_mse:.6g}, copy-last-frame MSE {copy_last_mse:.6g} "
           f"(ratio {ratio})")

@@ -43,14 +43,17 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from pyro_dynvae import __version__
+from pyro_dynvae.data import DynamicSprites, MovingMNIST
+from pyro_dynvae.models import build_model
 from pyro_dynvae.viz import save_run_figures
 
 # Parameters live in their PyroModules (not Pyro's global param store), as ELBOModule training
 # requires; PyroModules must be constructed after this is set, so it is set on import.
 pyro.settings.set(module_local_params=True)
 
-#: dataset name -> class name in :mod:`pyro_dynvae.data`
-DATASETS = {"moving_mnist": "MovingMNIST", "sprites": "DynamicSprites"}
+#: dataset name -> class in :mod:`pyro_dynvae.data`
+DATASETS = {"moving_mnist": MovingMNIST, "sprites": DynamicSprites}
 
 
 @dataclasses.dataclass
@@ -211,6 +214,15 @@ def _frames(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
+def loss_scale(dynvae: torch.nn.Module, batch_size: int) -> int:
+    """
+    The number of sequences one loss value stands for: models built with ``num_sequences``
+    scale their sequence plate from the batch to the whole training set (so SVI's gradient is
+    unbiased for the full ELBO); otherwise the loss is the batch's sum.
+    """
+    return getattr(dynvae, "config", {}).get("num_sequences") or batch_size
+
+
 @torch.no_grad()
 def batch_metrics(
     dynvae: torch.nn.Module,
@@ -221,22 +233,40 @@ def batch_metrics(
     r"""
     Held-out quality of one batch of sequences ``frames`` of shape ``(B, T, C, H, W)``.
 
-    - ``elbo``: one-sample Monte Carlo ELBO per sequence, ``-loss_fn(frames) / B``;
+    - ``elbo``: one-sample Monte Carlo ELBO per sequence, ``-loss_fn(frames)`` divided by
+      :func:`loss_scale`;
     - ``recon_mse``: mean squared error of ``dynvae.reconstruct(frames)`` per pixel;
     - ``forecast_mse``: per-pixel MSE of ``dynvae.forecast(frames[:, :T-k], k)`` against the
       last ``k`` true frames, and ``copy_last_mse`` the same error for the baseline that repeats
       the last observed frame ``frames[:, T-k-1]``.
     """
-    num_frames = frames.shape[1]
-    context = frames[:, : num_frames - forecast_horizon]
-    future = frames[:, num_frames - forecast_horizon :]
-    forecast = dynvae.forecast(context, forecast_horizon)
     return {
-        "elbo": -float(loss_fn(frames)) / frames.shape[0],
+        "elbo": -float(loss_fn(frames)) / loss_scale(dynvae, frames.shape[0]),
         "recon_mse": float((dynvae.reconstruct(frames) - frames).pow(2).mean()),
+        **forecast_errors(dynvae, frames, forecast_horizon)[0],
+    }
+
+
+@torch.no_grad()
+def forecast_errors(
+    dynvae: torch.nn.Module, frames: torch.Tensor, forecast_horizon: int
+) -> tuple[dict[str, float], torch.Tensor]:
+    """
+    Observe ``frames[:, :T-k]``, forecast ``k = forecast_horizon`` frames, and compare with the
+    true ``frames[:, T-k:]``.
+
+    :returns: ``({"forecast_mse", "copy_last_mse"}, forecast)``, the per-pixel mean squared
+        errors of the forecast and of repeating the last observed frame, and the forecast
+        ``(B, k, C, H, W)``.
+    """
+    num_observed = frames.shape[1] - forecast_horizon
+    context, future = frames[:, :num_observed], frames[:, num_observed:]
+    forecast = dynvae.forecast(context, forecast_horizon)
+    errors = {
         "forecast_mse": float((forecast - future).pow(2).mean()),
         "copy_last_mse": float((context[:, -1:] - future).pow(2).mean()),
     }
+    return errors, forecast
 
 
 def evaluate(
@@ -333,7 +363,8 @@ class DynamicsVAEModule(pl.LightningModule):
         except ValueError as error:  # e.g. Pyro's argument validation of a diverged quantity
             raise ValueError(f"at training step {self.global_step}: {error}") from error
         self._last_loss = loss.detach()
-        self.log("train/loss", loss / frames.shape[0], prog_bar=True, batch_size=frames.shape[0])
+        per_sequence = loss / loss_scale(self.dynvae, frames.shape[0])
+        self.log("train/loss", per_sequence, prog_bar=True, batch_size=frames.shape[0])
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -406,10 +437,8 @@ def _parse_devices(devices: str | int) -> str | int | list[int]:
 
 def versions() -> dict[str, str]:
     """Versions of the libraries a run depends on, recorded beside its results."""
-    import pyro_dynvae
-
     return {
-        "pyro_dynvae": pyro_dynvae.__version__,
+        "pyro_dynvae": __version__,
         "pyro": pyro.__version__,
         "torch": torch.__version__,
         "lightning": lightning.__version__,
@@ -488,12 +517,9 @@ def make_dataset(config: TrainConfig, split: str) -> Dataset:
     The ``"train"`` or held-out ``"test"`` dataset named by ``config`` (deterministic given its
     seed; the test split draws from disjoint digits/objects).
     """
-    from pyro_dynvae import data
-
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    dataset_class = getattr(data, DATASETS[config.dataset])
-    return dataset_class(
+    return DATASETS[config.dataset](
         num_sequences=config.num_sequences if split == "train" else config.num_val_sequences,
         num_frames=config.num_frames,
         image_size=config.image_size,
@@ -505,8 +531,6 @@ def make_dataset(config: TrainConfig, split: str) -> Dataset:
 
 def make_model(config: TrainConfig, channels: int) -> torch.nn.Module:
     """Build the variant named by ``config`` (seeded, so the initial weights are reproducible)."""
-    from pyro_dynvae.models import build_model
-
     lightning.seed_everything(config.seed, verbose=False)
     return build_model(
         config.variant,
@@ -591,8 +615,6 @@ def load_run(
     for path in (config_path, ckpt_path):
         if not path.exists():
             raise ValueError(f"run_dir {run_dir} is not a training run folder: {path} missing")
-    from pyro_dynvae.models import build_model
-
     saved = json.loads(config_path.read_text())
     config = TrainConfig.from_dict(saved["train"])
     dynvae = build_model(**saved["model"])

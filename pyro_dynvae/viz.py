@@ -36,6 +36,16 @@ def _check_frames(name: str, frames: torch.Tensor, ndim: int) -> None:
         raise ValueError(f"{name} must be a tensor with {ndim} dims, got {shape}")
 
 
+def _check_same_shape(
+    name: str, value: torch.Tensor, reference_name: str, reference: torch.Tensor
+) -> None:
+    if value.shape != reference.shape:
+        raise ValueError(
+            f"{name} must have the shape of {reference_name} {tuple(reference.shape)}, got"
+            f" {tuple(value.shape)}"
+        )
+
+
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,11 +97,7 @@ def plot_reconstructions(
     :param torch.Tensor reconstructions: same shape.
     """
     _check_frames("frames", frames, 5)
-    if reconstructions.shape != frames.shape:
-        raise ValueError(
-            f"reconstructions must have the frames' shape {tuple(frames.shape)}, got"
-            f" {tuple(reconstructions.shape)}"
-        )
+    _check_same_shape("reconstructions", reconstructions, "frames", frames)
     rows = []
     for b in range(min(max_sequences, frames.shape[0])):
         rows.append((f"data {b}", frames[b, :max_frames]))
@@ -117,11 +123,7 @@ def plot_forecasts(
     """
     for name, value in (("context", context), ("future", future), ("forecast", forecast)):
         _check_frames(name, value, 5)
-    if forecast.shape != future.shape:
-        raise ValueError(
-            f"forecast must have the future's shape {tuple(future.shape)}, got"
-            f" {tuple(forecast.shape)}"
-        )
+    _check_same_shape("forecast", forecast, "future", future)
     rows = []
     for b in range(min(max_sequences, context.shape[0])):
         seen = list(context[b, -max_context:])

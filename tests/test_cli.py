@@ -74,13 +74,15 @@ def test_module_help_runs_as_a_script():
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
 
 
-def test_show_data_draws_sequences(tmp_path, capsys):
+@pytest.mark.parametrize("dataset, factor", [("moving_mnist", "digit0_x"), ("sprites", "x")])
+def test_show_data_draws_sequences(dataset, factor, tmp_path, capsys):
     output = tmp_path / "data.png"
-    code = main(["show-data", "--num-sequences", "2", "--num-frames", "4",
+    code = main(["show-data", "--dataset", dataset, "--num-sequences", "2", "--num-frames", "4",
                  "--image-size", "32", "--output", str(output)])
     assert code == 0
     out = capsys.readouterr().out
-    assert "digit0_x" in out and str(output) in out
+    assert factor in out.split("factors per frame:")[1].split("\n")[0].split(", ")
+    assert str(output) in out
     with Image.open(output) as image:
         width, height = image.size
     assert width > height > 100  # 2 rows x 4 frames

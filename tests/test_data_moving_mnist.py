@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -289,3 +291,16 @@ def test_factor_subset_makes_image_style_a_nuisance():
             ds.factor_subset(names)
     with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
         view.render(torch.zeros(2, 3))
+
+
+def test_texture_background_matches_documented_formula():
+    from pyro_dynvae.data.background import DriftingBackground
+
+    texture = DriftingBackground("texture", 32, 48, amplitude=0.4)
+    offsets = torch.tensor([0.0, 3.7, 40.2])
+    x, y = torch.arange(48.0), torch.arange(32.0)[:, None]
+    u = (x - offsets[:, None, None]) / 48
+    expected = 0.4 * (
+        0.5 + 0.25 * torch.sin(2 * math.pi * u) + 0.25 * torch.sin(2 * math.pi * (u + 2 * y / 32))
+    )
+    torch.testing.assert_close(texture.render(offsets), expected, rtol=0, atol=1e-6)

@@ -49,10 +49,10 @@ class TinyModel(PyroModule):
         if torch.is_grad_enabled():  # count training calls only (validation runs without grad)
             if self.num_training_calls == self.nan_at_step:
                 with pyro.validation_enabled(False):  # let the NaN reach the loss
-                    pyro.factor("injected_nan", torch.tensor(math.nan))
+                    pyro.factor("injected_nan", frames.new_tensor(math.nan))
             self.num_training_calls += 1
         with pyro.plate("sequences", batch):
-            z = torch.zeros(batch, self.eigen_logit.shape[0])
+            z = frames.new_zeros(batch, self.eigen_logit.shape[0])
             for t in range(num_frames):
                 loc = self.eigenvalues() * z
                 z = pyro.sample(f"z_{t}", dist.Normal(loc, self.log_scale.exp()).to_event(1))
@@ -101,7 +101,7 @@ class TinyDynamicsVAE(torch.nn.Module):
         eigenvalues = self.model.eigenvalues().expand(frames.shape[0], frames.shape[1] - 1, -1)
         return {
             "z_mean": z_mean,
-            "eigenvalues": eigenvalues + 0.01 * torch.randn(eigenvalues.shape),
+            "eigenvalues": eigenvalues + 0.01 * torch.randn_like(eigenvalues),
             "prior_scales": self.model.log_scale.exp(),
         }
 
@@ -268,3 +268,15 @@ def test_ddp_two_cpu_processes(tmp_path):
         torch.testing.assert_close(ranks[1]["params"][name], value, rtol=0, atol=0)
     assert any(not torch.equal(initial[n], ranks[0]["params"][n]) for n in initial)
     assert "val/elbo" in (tmp_path / "logs" / "version_0" / "metrics.csv").read_text()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_and_evaluate_on_cuda(tmp_path):
+    config = tiny_config(max_steps=4, accelerator="gpu", devices="1")
+    dynvae = run_fit(tmp_path, config)
+    assert next(dynvae.parameters()).is_cuda
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["rng_states"]["cuda"]
+    metrics = finish_run(dynvae, tiny_data(8, 1), config, tmp_path)
+    assert math.isfinite(metrics["elbo"])

@@ -75,7 +75,9 @@ class DriftingBackground:
             return states[:, None, None].expand(-1, self.height, self.width).clone()
         x = torch.arange(self.width, dtype=torch.float32)
         y = torch.arange(self.height, dtype=torch.float32)
-        phase = (x - states[:, None]) / self.width  # (N, W)
-        first = torch.sin(2 * math.pi * phase)[:, None, :]
-        second = torch.sin(2 * math.pi * (phase[:, None, :] + 2 * y[:, None] / self.height))
-        return self.amplitude * (0.5 + 0.25 * first + 0.25 * second)
+        phase = 2 * math.pi * (x - states[:, None]) / self.width  # (N, W)
+        sin_x, cos_x = torch.sin(phase)[:, None, :], torch.cos(phase)[:, None, :]
+        rows = 4 * math.pi * y[:, None] / self.height  # (H, 1)
+        # sin(a + b) = sin a cos b + cos a sin b: no sine over the whole (N, H, W) grid
+        second = sin_x * torch.cos(rows) + cos_x * torch.sin(rows)
+        return self.amplitude * (0.5 + 0.25 * sin_x + 0.25 * second)
