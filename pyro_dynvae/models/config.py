@@ -103,7 +103,10 @@ class DynamicsVAEConfig:
 
     Objective: ``kl_scale`` (``beta`` on the latent term), ``likelihood``
     (``"continuous_bernoulli"`` on frames in [0, 1], ``"bernoulli"`` on frames binarised at
-    0.5, ``"gaussian"`` with standard deviation ``observation_scale``).
+    0.5, ``"gaussian"`` with standard deviation ``observation_scale``). On (nearly) binary
+    frames such as Moving MNIST prefer ``"bernoulli"``: the continuous Bernoulli's density grows
+    without bound as its parameter goes to 0 or 1 (capped only by float32 clamping, about 2.8
+    nats per pixel), so its loss is dominated by pushing background logits to the extremes.
 
     Networks: ``architecture`` (``"conv"`` or ``"mlp"`` on flattened frames), ``conv_channels``,
     ``feature_dim`` (conv features), ``encoder_hidden`` / ``decoder_hidden`` (MLP widths; ``()``
@@ -168,7 +171,7 @@ class DynamicsVAEConfig:
 
     @property
     def has_prior_scales(self) -> bool:
-        """Whether ``theta`` has a prior with scales ``s`` (site or parameter ``prior_scales``)."""
+        """Whether ``theta`` has a prior with scales ``s`` (site or ``model.scales``)."""
         return self.has_dynamics_site and self.dynamics_prior is not None
 
     def elbo_terms(self) -> dict[str, str]:
@@ -188,7 +191,7 @@ class DynamicsVAEConfig:
             else:
                 terms["dynamics"] = "analytic"
             if self.penalty_weight > 0:
-                terms["dynamics_penalty"] = "pyro.factor at the point estimate"
+                terms["dynamics_penalty"] = "pyro.factor at the guide's theta"
         gaussian_prior = self.dynamics != "random_walk"
         terms["z"] = "analytic" if gaussian_prior else "monte carlo (Laplace random walk prior)"
         terms["frames"] = "monte carlo"

@@ -100,12 +100,14 @@ class LatentDynamics(PyroModule):
         super().__init__()
         n = config.latent_dim
         self.kind, self.latent_dim = config.dynamics, n
-        scale = torch.full((n,), float(config.transition_scale))
-        if config.learn_transition_scale:
-            self.transition_scale = PyroParam(scale, constraint=constraints.positive)
-        else:
-            self.register_buffer("transition_scale", scale)
-        self.register_buffer("slowness_rate", torch.tensor(float(config.slowness_rate)))
+        if self.kind == "random_walk":
+            self.register_buffer("slowness_rate", torch.tensor(float(config.slowness_rate)))
+        elif self.kind != "none":
+            scale = torch.full((n,), float(config.transition_scale))
+            if config.learn_transition_scale:
+                self.transition_scale = PyroParam(scale, constraint=constraints.positive)
+            else:
+                self.register_buffer("transition_scale", scale)
         if self.kind == "diagonal":
             centre, groups = torch.ones(n), torch.arange(n)
         elif self.kind == "full":

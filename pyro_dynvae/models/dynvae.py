@@ -76,6 +76,21 @@ def _sequence_plate(config: DynamicsVAEConfig, batch_size: int, device) -> pyro.
     return pyro.plate("sequences", size, subsample=torch.arange(batch_size, device=device), dim=-1)
 
 
+def _initial_precision(config: DynamicsVAEConfig) -> float:
+    """Initial diagonal of the local precisions ``R_t``.
+
+    Structured guides already hold the prior's precision in ``J_q``: 1. Mean-field guides start
+    near the prior's precision of an interior ``z_t`` given its neighbours at the slow centre
+    ``A = I``: ``2 / q^2`` for the Gaussian chain, ``rate^2`` for the Laplace walk (variance
+    matched), 1 for independent frames.
+    """
+    if config.guide == "structured" or config.dynamics == "none":
+        return 1.0
+    if config.dynamics == "random_walk":
+        return config.slowness_rate**2
+    return 2.0 / config.transition_scale**2
+
+
 class DynamicsModel(PyroModule):
     """The generative model ``p(s) p(theta | s) p(z | theta) p(x | z)``; call as ``model(frames)``.
 
@@ -181,7 +196,11 @@ class DynamicsGuide(PyroModule):
             self.encoder = MLPEncoder(frame_shape, config.encoder_hidden)
         feature_dim = self.encoder.feature_dim
         self.potentials = LocalPotentials(
-            feature_dim, config.latent_dim, config.potential_rank, config.precision_floor
+            feature_dim,
+            config.latent_dim,
+            config.potential_rank,
+            config.precision_floor,
+            init_precision=_initial_precision(config),
         )
         if config.has_dynamics_site:
             self.dynamics_net = DynamicsNet(

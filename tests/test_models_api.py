@@ -1,0 +1,286 @@
+"""The public API of pyro_dynvae.models: registry, build_model, shapes, errors, dynamics maps."""
+
+import json
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from scipy import stats
+from torch.distributions import kl_divergence
+
+from pyro_dynvae.models import VARIANTS, DynamicsVAEConfig, LaplaceRandomWalk, build_model
+from pyro_dynvae.models.dynamics import group_weights
+
+TINY = dict(image_size=4, channels=1, latent_dim=4, architecture="mlp")
+EXPECTED_VARIANTS = {
+    "unconstrained",
+    "slow_l1",
+    "weighted_l1",
+    "hierarchical",
+    "full_a",
+    "block_a",
+    "meanfield",
+    "vae",
+    "beta_vae",
+    "slowvae",
+}
+
+
+@pytest.fixture(autouse=True)
+def module_local_params():
+    with pyro.settings.context(module_local_params=True):
+        yield
+
+
+def test_registry_names_and_configs():
+    assert set(VARIANTS) == EXPECTED_VARIANTS
+    for name, config in VARIANTS.items():
+        assert isinstance(config, DynamicsVAEConfig) and config.variant == name
+    assert VARIANTS["meanfield"].guide == "meanfield"
+    assert VARIANTS["hierarchical"].guide == "structured"
+    # meanfield is hierarchical with the guide swapped, nothing else
+    assert VARIANTS["meanfield"] == DynamicsVAEConfig(
+        **{**VARIANTS["hierarchical"].to_dict(), "variant": "meanfield", "guide": "meanfield"}
+    )
+    assert VARIANTS["beta_vae"].kl_scale > 1
+
+
+@pytest.mark.parametrize("variant", sorted(EXPECTED_VARIANTS))
+def test_encode_reconstruct_forecast_shapes(variant):
+    torch.manual_seed(0)
+    dynvae = build_model(variant, **TINY)
+    frames = torch.rand(3, 5, 1, 4, 4)
+    summary = dynvae.encode(frames)
+    assert summary["z_mean"].shape == summary["z_variance"].shape == (3, 5, 4)
+    assert (summary["z_variance"] > 0).all()
+    has_dynamics = variant not in ("vae", "beta_vae", "slowvae")
+    assert ("eigenvalues" in summary) == has_dynamics
+    if has_dynamics:
+        assert summary["eigenvalues"].shape == (3, 4, 4)
+        assert not summary["eigenvalues"].is_complex()
+    if variant in ("full_a", "block_a"):
+        assert summary["transition_matrices"].shape == (3, 4, 4, 4)
+    assert ("prior_scales" in summary) == (variant in ("hierarchical", "meanfield"))
+    reconstruction = dynvae.reconstruct(frames)
+    assert reconstruction.shape == frames.shape
+    assert ((reconstruction >= 0) & (reconstruction <= 1)).all()
+    assert dynvae.forecast(frames, 7).shape == (3, 7, 1, 4, 4)
+    elbo_class = Trace_ELBO if variant == "slowvae" else TraceMeanField_ELBO
+    assert type(dynvae.make_elbo()) is elbo_class
+    # every parameter gets a gradient (no unused parameters: DDP-safe)
+    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
+    loss_fn(frames).backward()
+    unused = [name for name, p in loss_fn.named_parameters() if p.grad is None]
+    assert not unused
+
+
+def test_config_round_trips_through_json():
+    dynvae = build_model("weighted_l1", penalty_schedule="geometric", num_sequences=7, **TINY)
+    config = json.loads(json.dumps(dynvae.config))
+    assert config["variant"] == "weighted_l1" and config["penalty_schedule"] == "geometric"
+    rebuilt = build_model(**config)
+    assert rebuilt.variant_config == dynvae.variant_config
+    shapes = {k: v.shape for k, v in dynvae.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
+
+
+def test_conv_architecture_at_16_and_32():
+    torch.manual_seed(0)
+    for image_size in (16, 32):
+        dynvae = build_model(
+            "hierarchical", image_size=image_size, channels=3, conv_channels=(4, 8), feature_dim=16
+        )
+        frames = torch.rand(2, 3, 3, image_size, image_size)
+        loss = dynvae.make_elbo()(dynvae.model, dynvae.guide)(frames)
+        loss.backward()
+        assert math.isfinite(loss.item())
+        assert dynvae.forecast(frames, 2).shape == (2, 2, 3, image_size, image_size)
+
+
+def test_unknown_variant_lists_known_ones():
+    with pytest.raises(ValueError, match="known variants.*hierarchical"):
+        build_model("hierarchichal")
+
+
+def test_bad_options():
+    with pytest.raises(TypeError, match="unknown option"):
+        build_model("vae", latent_size=3)
+    with pytest.raises(ValueError, match="dynamics_prior"):
+        build_model("hierarchical", dynamics_prior="cauchy")
+    with pytest.raises(ValueError, match="even latent_dim"):
+        build_model("block_a", latent_dim=5)
+    with pytest.raises(ValueError, match="meanfield"):
+        build_model("slowvae", guide="structured")
+    with pytest.raises(ValueError, match="latent_dim must be positive"):
+        build_model("vae", latent_dim=0)
+
+
+def test_bad_frames():
+    dynvae = build_model("hierarchical", **TINY)
+    with pytest.raises(ValueError, match=r"\(B, T, C, H, W\)"):
+        dynvae.guide(torch.rand(5, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"\(B, T, 1, 4, 4\)"):
+        dynvae.model(torch.rand(2, 5, 3, 4, 4))
+    with pytest.raises(ValueError, match="at least 2 time steps"):
+        dynvae.encode(torch.rand(2, 1, 1, 4, 4))
+    with pytest.raises(TypeError, match="floating point"):
+        dynvae.encode(torch.ones(2, 5, 1, 4, 4, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="num_steps"):
+        dynvae.forecast(torch.rand(2, 5, 1, 4, 4), 0)
+
+
+def test_forecast_rolls_the_last_inferred_transition():
+    torch.manual_seed(0)
+    for variant in ("unconstrained", "block_a", "vae"):
+        dynvae = build_model(variant, **TINY)
+        frames = torch.rand(2, 6, 1, 4, 4)
+        summary = dynvae.encode(frames)
+        latent = summary["z_mean"][:, -1]
+        expected = []
+        for _ in range(3):
+            if variant == "unconstrained":
+                latent = summary["eigenvalues"][:, -1] * latent
+            elif variant == "block_a":
+                latent = (summary["transition_matrices"][:, -1] @ latent[..., None])[..., 0]
+            expected.append(dynvae.model.decoder(latent).sigmoid())
+        assert torch.allclose(dynvae.forecast(frames, 3), torch.stack(expected, 1), atol=1e-6)
+
+
+def test_encode_prior_scales():
+    dynvae = build_model("hierarchical", prior_scale=0.2, **TINY)
+    scales = dynvae.encode(torch.rand(2, 3, 1, 4, 4))["prior_scales"]
+    # LogNormal(log 0.2, 0.1) mean
+    assert torch.allclose(scales, torch.full((4,), 0.2 * math.exp(0.1**2 / 2)), rtol=1e-5)
+    dynvae = build_model("hierarchical", scale_inference="type2", prior_scale=0.3, **TINY)
+    scales = dynvae.encode(torch.rand(2, 3, 1, 4, 4))["prior_scales"]
+    assert torch.allclose(scales, torch.full((4,), 0.3))
+    # type-II maximum likelihood: a model parameter the optimiser sees
+    assert "scales_unconstrained" in dict(dynvae.model.named_parameters())
+
+
+def test_block_transitions_have_rotation_scaling_eigenvalues():
+    torch.manual_seed(0)
+    transitions = build_model("block_a", **{**TINY, "latent_dim": 6}).model.transitions
+    with torch.no_grad():
+        transitions.basis_skew.normal_(0, 1.0)
+        transitions.basis_log_scale.normal_(0, 3.0)
+    basis, basis_inverse = transitions.basis()
+    assert torch.allclose(basis @ basis_inverse, torch.eye(6), atol=1e-5)
+    assert torch.linalg.cond(basis) < math.exp(transitions.basis_max_log_scale * 2) + 1e-3
+    theta = torch.tensor([0.9, 0.3, 1.1, -0.5, -0.7, 0.0])
+    eigenvalues = torch.linalg.eigvals(transitions.transition_matrices(theta))
+    expected = transitions.eigenvalues(theta)
+    for radius, angle in [(0.9, 0.3), (1.1, -0.5), (-0.7, 0.0)]:
+        for sign in (1, -1):
+            value = radius * complex(math.cos(angle), sign * math.sin(angle))
+            assert (eigenvalues - value).abs().min() < 1e-5
+            assert (expected - value).abs().min() < 1e-6
+
+
+def test_full_transitions_are_row_major():
+    transitions = build_model("full_a", **TINY).model.transitions
+    theta = torch.arange(16.0)
+    z = torch.randn(4)
+    by_hand = torch.stack([sum(theta[4 * i + j] * z[j] for j in range(4)) for i in range(4)])
+    assert torch.allclose(transitions.propagate(theta, z), by_hand)
+    assert torch.equal(transitions.centre, torch.eye(4).flatten())
+    assert transitions.groups.tolist() == [i for i in range(4) for _ in range(4)]
+
+
+def test_group_weights_schedules():
+    assert group_weights(3, 2.0, "constant", 5.0).tolist() == [2.0, 2.0, 2.0]
+    assert group_weights(3, 2.0, "linear", 5.0).tolist() == [2.0, 4.0, 6.0]
+    assert group_weights(3, 2.0, "geometric", 3.0).tolist() == [2.0, 6.0, 18.0]
+    weighted = build_model("weighted_l1", penalty_weight=1.5, **TINY).model
+    assert weighted.penalty_weights.tolist() == [1.5, 3.0, 4.5, 6.0]
+
+
+def test_laplace_random_walk_log_prob_and_samples():
+    torch.manual_seed(0)
+    rate = torch.tensor(4.0)
+    walk = LaplaceRandomWalk(5, 3, rate)
+    z = torch.randn(2, 5, 3)
+    expected = stats.norm.logpdf(z[:, 0].numpy()).sum(-1) + stats.laplace.logpdf(
+        (z[:, 1:] - z[:, :-1]).numpy(), scale=0.25
+    ).sum((-1, -2))
+    assert torch.allclose(walk.log_prob(z), torch.as_tensor(expected).float(), atol=1e-4)
+    samples = walk.rsample((20000,))
+    assert samples.shape == (20000, 5, 3)
+    # Var z_0 = 1, Var(z_t - z_{t-1}) = 2 / rate^2
+    assert samples[:, 0].var().item() == pytest.approx(1.0, rel=0.05)
+    assert samples.diff(dim=1).var().item() == pytest.approx(2 / 16, rel=0.05)
+
+
+def test_bernoulli_likelihood_binarises_frames():
+    torch.manual_seed(0)
+    dynvae = build_model("vae", likelihood="bernoulli", **TINY)
+    frames = torch.rand(2, 3, 1, 4, 4)
+    z = torch.randn(2, 3, 4)
+    log_density = []
+    for observed in (frames, (frames > 0.5).float()):
+        conditioned = poutine.condition(dynvae.model, data={"z": z})
+        log_density.append(poutine.trace(conditioned).get_trace(observed).log_prob_sum())
+    assert torch.equal(log_density[0], log_density[1])
+    logits = dynvae.model.decoder(z)
+    by_hand = dist.Bernoulli(logits=logits).log_prob((frames > 0.5).float()).sum()
+    prior = dist.Normal(0.0, 1.0).log_prob(z).sum()
+    assert torch.allclose(log_density[0], by_hand + prior, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "variant, options",
+    [
+        ("full_a", dict(dynamics_prior="laplace", scale_inference="type2", penalty_weight=0.0)),
+        ("block_a", dict(dynamics_prior="normal", dynamics_posterior="normal")),
+        ("hierarchical", dict(dynamics_prior="normal", potential_rank=2)),
+        ("meanfield", dict(potential_rank=2, scale_inference="fixed")),
+        ("slowvae", dict(likelihood="bernoulli", kl_scale=2.0)),
+    ],
+)
+def test_option_combinations_give_finite_gradients(variant, options):
+    torch.manual_seed(0)
+    dynvae = build_model(variant, **TINY, **options)
+    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
+    loss = loss_fn(torch.rand(3, 4, 1, 4, 4))
+    loss.backward()
+    assert math.isfinite(loss.item())
+    grads = [p.grad for p in loss_fn.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("variant", ["hierarchical", "block_a", "slowvae"])
+def test_runs_on_cuda(variant):
+    torch.manual_seed(0)
+    dynvae = build_model(variant, image_size=32, conv_channels=(4, 8), feature_dim=16).cuda()
+    frames = torch.rand(2, 4, 1, 32, 32, device="cuda")
+    loss = dynvae.make_elbo()(dynvae.model, dynvae.guide)(frames)
+    loss.backward()
+    assert math.isfinite(loss.item())
+    assert dynvae.encode(frames)["z_mean"].device.type == "cuda"
+    assert dynvae.forecast(frames, 2).device.type == "cuda"
+
+
+@pytest.mark.parametrize("variant", sorted(EXPECTED_VARIANTS))
+def test_documented_elbo_terms_match_what_trace_mean_field_does(variant):
+    dynvae = build_model(variant, **TINY)
+    frames = torch.rand(2, 3, 1, 4, 4)
+    guide_trace = poutine.trace(dynvae.guide).get_trace(frames)
+    model_trace = poutine.trace(poutine.replay(dynvae.model, guide_trace)).get_trace(frames)
+    for name, how in dynvae.variant_config.elbo_terms().items():
+        site = model_trace.nodes[name]
+        if name in ("frames", "dynamics_penalty"):
+            assert site["is_observed"]
+            continue
+        guide_fn, model_fn = guide_trace.nodes[name]["fn"], site["fn"]
+        if how.startswith("monte carlo"):
+            with pytest.raises(NotImplementedError):
+                kl_divergence(guide_fn, model_fn)
+        else:  # analytic, or a point estimate (KL(Delta || p) = -log p)
+            kl = kl_divergence(guide_fn, model_fn)
+            assert kl.shape == guide_fn.batch_shape and torch.isfinite(kl).all()

@@ -1,0 +1,128 @@
+import math
+
+import pytest
+import torch
+from torch.nn.functional import softplus
+
+from pyro_dynvae.nets import (
+    ConvDecoder,
+    ConvEncoder,
+    DynamicsNet,
+    LocalPotentials,
+    MLPDecoder,
+    MLPEncoder,
+    inverse_softplus,
+)
+
+
+@pytest.mark.parametrize("image_size", [32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_conv_encoder_decoder_shapes(image_size, channels):
+    torch.manual_seed(0)
+    encoder = ConvEncoder(image_size, channels, conv_channels=(4, 8), feature_dim=16)
+    decoder = ConvDecoder(image_size, channels, latent_dim=5, conv_channels=(4, 8))
+    frames = torch.rand(2, 3, channels, image_size, image_size)
+    features = encoder(frames)
+    assert features.shape == (2, 3, 16)
+    # log2(S) - 2 stride-2 layers take the side to 4: 3 for 32, 4 for 64
+    num_convs = sum(isinstance(m, torch.nn.Conv2d) for m in encoder.modules())
+    assert num_convs == int(math.log2(image_size)) - 2
+    output = decoder(torch.randn(2, 3, 5))
+    assert output.shape == (2, 3, channels, image_size, image_size)
+    # each frame is processed independently: batching does not mix frames
+    assert torch.allclose(encoder(frames[1, 2]), features[1, 2], atol=1e-6)
+
+
+@pytest.mark.parametrize("image_size", [4, 48, 0])
+def test_conv_rejects_bad_image_size(image_size):
+    with pytest.raises(ValueError, match="image_size"):
+        ConvEncoder(image_size, 1)
+    with pytest.raises(ValueError, match="image_size"):
+        ConvDecoder(image_size, 1, 4)
+
+
+def test_conv_rejects_bad_channels():
+    with pytest.raises(ValueError, match="conv_channels"):
+        ConvEncoder(32, 1, conv_channels=())
+
+
+def test_mlp_without_hidden_layers_is_identity_encoder_and_affine_decoder():
+    torch.manual_seed(0)
+    encoder = MLPEncoder((1, 2, 3), hidden_dims=())
+    frames = torch.rand(4, 1, 2, 3)
+    assert encoder.feature_dim == 6
+    assert torch.equal(encoder(frames), frames.reshape(4, 6))
+    decoder = MLPDecoder(3, (1, 2, 3), hidden_dims=())
+    a, b = torch.randn(3), torch.randn(3)
+    zero = torch.zeros(3)
+    assert decoder(a).shape == (1, 2, 3)
+    assert torch.allclose(decoder(a + b), decoder(a) + decoder(b) - decoder(zero), atol=1e-6)
+
+
+def test_mlp_shapes_with_hidden_layers():
+    encoder = MLPEncoder((2, 4, 4), hidden_dims=(8, 7))
+    decoder = MLPDecoder(3, (2, 4, 4), hidden_dims=(8,))
+    assert encoder(torch.rand(5, 6, 2, 4, 4)).shape == (5, 6, 7)
+    assert decoder(torch.randn(5, 6, 3)).shape == (5, 6, 2, 4, 4)
+
+
+def test_local_potentials_diagonal():
+    torch.manual_seed(0)
+    potentials = LocalPotentials(6, 3, precision_floor=0.01, init_precision=2.0)
+    features = torch.randn(4, 5, 6) * 10
+    mean, precision = potentials(features)
+    assert mean.shape == precision.shape == (4, 5, 3)
+    assert (precision >= 0.01).all()
+    # at zero features the precision is the initial one
+    _, precision_at_zero = potentials(torch.zeros(6))
+    assert torch.allclose(precision_at_zero, torch.full((3,), 2.01), atol=1e-5)
+
+
+def test_local_potentials_low_rank_is_diag_plus_outer_product():
+    torch.manual_seed(0)
+    potentials = LocalPotentials(6, 3, rank=2, precision_floor=1e-3)
+    features = torch.randn(4, 6)
+    mean, precision = potentials(features)
+    assert precision.shape == (4, 3, 3)
+    diagonal = softplus(potentials.precision(features)) + 1e-3
+    factor = potentials.factor(features).reshape(4, 3, 2)
+    expected = torch.diag_embed(diagonal) + factor @ factor.transpose(-1, -2)
+    assert torch.allclose(precision, expected, atol=1e-6)
+    assert torch.allclose(precision, precision.transpose(-1, -2))
+    assert (torch.linalg.eigvalsh(precision) >= 1e-3 - 1e-6).all()
+
+
+def test_local_potentials_rejects_negative_rank():
+    with pytest.raises(ValueError, match="rank"):
+        LocalPotentials(4, 2, rank=-1)
+
+
+def test_dynamics_net_reads_neighbouring_pairs():
+    torch.manual_seed(0)
+    net = DynamicsNet(4, 3, hidden_dim=8, with_scale=True, init_scale=0.2)
+    features = torch.randn(2, 6, 4)
+    offset, scale = net(features)
+    assert offset.shape == scale.shape == (2, 5, 3)
+    assert (scale > 0).all()
+    # step t-1 -> t sees frames t-1 and t only: changing frame 3 changes steps 2 and 3
+    perturbed = features.clone()
+    perturbed[:, 3] += 1.0
+    changed = (net(perturbed)[0] != offset).any(-1).any(0)
+    assert changed.tolist() == [False, False, True, True, False]
+    # initial scale through the bias
+    hidden_zero_net = DynamicsNet(4, 3, with_scale=True, init_scale=0.2)
+    torch.nn.init.zeros_(hidden_zero_net.scale.weight)
+    _, scale = hidden_zero_net(features)
+    assert torch.allclose(scale, torch.full_like(scale, 0.2 + 1e-4), atol=1e-5)
+
+
+def test_dynamics_net_without_scale():
+    offset, scale = DynamicsNet(4, 2)(torch.randn(3, 4))
+    assert offset.shape == (2, 2) and scale is None
+
+
+def test_inverse_softplus():
+    for value in [1e-3, 0.5, 1.0, 20.0]:
+        assert softplus(torch.tensor(inverse_softplus(value))).item() == pytest.approx(value)
+    with pytest.raises(ValueError):
+        inverse_softplus(0.0)
