@@ -217,10 +217,8 @@ def make_datasets(dataset: str, budget: StudyBudget) -> tuple[Dataset, Dataset]:
     """The training and held-out datasets of one study dataset (same for every cell)."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
-    from pyro_dynvae import data
-
     spec = DATASETS[dataset]
-    dataset_class = getattr(data, training.DATASETS[dataset])
+    dataset_class = training.DATASETS[dataset]
     return tuple(
         dataset_class(num_sequences=size, num_frames=budget.num_frames,
                       image_size=spec["image_size"], seed=budget.data_seed, split=split,
