@@ -38,9 +38,11 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import math
+import multiprocessing
 import os
 import platform
 import shlex
@@ -49,6 +51,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -213,8 +216,10 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+@functools.lru_cache(maxsize=4)
 def make_datasets(dataset: str, budget: StudyBudget) -> tuple[Dataset, Dataset]:
-    """The training and held-out datasets of one study dataset (same for every cell)."""
+    """The training and held-out datasets of one study dataset (same for every cell; built
+    once per process)."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
     spec = DATASETS[dataset]
@@ -459,6 +464,18 @@ def study_versions() -> dict[str, str]:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
+def _cell_name(dataset: str, variant: str, seed: int) -> str:
+    return f"{dataset}/{variant}/seed{seed}"
+
+
+def _run_pending(out: Path, budget: StudyBudget, dataset: str, variant: str,
+                 seed: int) -> dict[str, Any]:
+    """Run one cell (in this or a worker process), quietly."""
+    with _quiet():
+        return run_cell(dataset, variant, seed, budget, make_datasets(dataset, budget),
+                        cell_dir(out, dataset, variant, seed))
+
+
 def cell_dir(out: Path, dataset: str, variant: str, seed: int) -> Path:
     return out / "cells" / dataset / variant / f"seed{seed}"
 
@@ -472,7 +489,8 @@ def load_result(path: Path) -> dict[str, Any] | None:
 def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASETS),
               variants: Sequence[str] = tuple(VARIANTS), seeds: Sequence[int] = (0, 1, 2),
               budget: StudyBudget | None = None, command: str | None = None,
-              retry_failed: bool = False, progress: bool = True) -> dict[str, Any]:
+              retry_failed: bool = False, progress: bool = True,
+              jobs: int = 1) -> dict[str, Any]:
     """
     Run (or resume) the comparison and write the table and figures into ``out``.
 
@@ -485,6 +503,8 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
     :param str command: the command line, recorded in ``study.json`` and the table.
     :param bool retry_failed: rerun cells whose training diverged earlier.
     :param bool progress: show a tqdm bar over cells.
+    :param int jobs: cells trained at once in separate processes, each with this process's
+        number of torch threads (e.g. 2 jobs of 1 thread on an idle 2-core machine).
     :returns: ``{"trained": [...], "skipped": [...], "failed": [...]}`` cell names, and
         ``"table"``: the aggregated rows.
     """
@@ -497,27 +517,37 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
                              f"got {list(chosen)}")
     if not seeds or any(not isinstance(seed, int) or seed < 0 for seed in seeds):
         raise ValueError(f"seeds must be a non-empty list of non-negative ints, got {seeds}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     out = Path(out)
     _record_study(out, budget, command)
     cells = [(d, v, s) for d in datasets for v in variants for s in seeds]
     summary: dict[str, Any] = {"trained": [], "skipped": [], "failed": []}
-    loaded: dict[str, tuple[Dataset, Dataset]] = {}
-    bar = tqdm(cells, desc="compare", unit="cell", disable=not progress)
-    for dataset, variant, seed in bar:
-        name = f"{dataset}/{variant}/seed{seed}"
-        path = cell_dir(out, dataset, variant, seed)
-        previous = load_result(path)
+    pending = []
+    for cell in cells:
+        previous = load_result(cell_dir(out, *cell))
         if previous is not None and (previous["status"] == "ok" or not retry_failed):
-            summary["skipped"].append(name)
+            summary["skipped"].append(_cell_name(*cell))
             continue
-        bar.set_postfix_str(name)
         if previous is not None:  # a failed cell, retried from scratch
-            shutil.rmtree(path / "run", ignore_errors=True)
-        if dataset not in loaded:
-            loaded[dataset] = make_datasets(dataset, budget)
-        with _quiet():
-            result = run_cell(dataset, variant, seed, budget, loaded[dataset], path)
-        summary["failed" if result["status"] == "failed" else "trained"].append(name)
+            shutil.rmtree(cell_dir(out, *cell) / "run", ignore_errors=True)
+        pending.append(cell)
+    bar = tqdm(total=len(pending), desc="compare", unit="cell", disable=not progress)
+    with contextlib.ExitStack() as stack:
+        if jobs == 1:
+            finished = (_run_pending(out, budget, *cell) for cell in pending)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("spawn"),
+                initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)))
+            futures = [pool.submit(_run_pending, out, budget, *cell) for cell in pending]
+            finished = (future.result() for future in as_completed(futures))
+        for result in finished:
+            name = _cell_name(result["dataset"], result["variant"], result["seed"])
+            summary["failed" if result["status"] == "failed" else "trained"].append(name)
+            bar.set_postfix_str(name)
+            bar.update()
+    bar.close()
     results = [load_result(cell_dir(out, *cell)) for cell in cells]
     rows = aggregate(results, datasets, variants)
     header = _study_header(out, budget, datasets, variants, seeds, command)
@@ -728,6 +758,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default: %(default)s; on a shared CPU, more "
                         "threads than free cores slow training down by an order of magnitude)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cells trained in parallel processes (default: %(default)s; e.g. 2 "
+                        "on an idle 2-core machine)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -751,6 +784,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         command=command,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
+        jobs=args.jobs,
     )
     out = Path(args.out)
     print(f"trained {len(summary['trained'])}, skipped {len(summary['skipped'])} finished, "

@@ -174,6 +174,7 @@ def test_scaled_budget():
     ({"variants": ["nope"]}, "variants"),
     ({"datasets": []}, "datasets"),
     ({"seeds": [-1]}, "seeds"),
+    ({"jobs": 0}, "jobs"),
 ])
 def test_bad_selection_is_rejected(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -188,9 +189,9 @@ def test_bad_budget_is_rejected():
 
 
 @pytest.mark.slow
-def test_command_line_runs_both_datasets(tmp_path):
+def test_command_line_runs_both_datasets_in_parallel_jobs(tmp_path):
     assert compare.main(["--out", str(tmp_path), "--budget", "0.02", "--variants", "slowvae",
-                         "--seeds", "0", "--no-progress"]) == 0
+                         "--seeds", "0", "--no-progress", "--jobs", "2"]) == 0
     rows = read_rows(tmp_path)
     assert [(row["dataset"], row["num_ok"]) for row in rows] == [("sprites", "1"),
                                                                 ("moving_mnist", "1")]
