@@ -1,3 +1,5 @@
+# Copyright Contributors to the pyro-dynvae project.
+# SPDX-License-Identifier: Apache-2.0
 """
 The variant comparison study: every model variant and baseline, the same data, budget and
 seeds, scored with every disentanglement metric and dynamics diagnostic on held-out sequences.
