@@ -423,40 +423,40 @@ def _quiet() -> Iterator[None]:
 
 
 def run_cell(dataset: str, variant: str, seed: int, budget: StudyBudget,
-             datasets: tuple[Dataset, Dataset], cell_dir: Path) -> dict[str, Any]:
+             datasets: tuple[Dataset, Dataset], path: Path) -> dict[str, Any]:
     """
-    Train one variant, score it and write ``cell_dir/result.json`` (atomically, last).
-    Training resumes from ``cell_dir/run/checkpoints/last.ckpt`` when an earlier attempt left
+    Train one variant, score it and write ``path/result.json`` (atomically, last).
+    Training resumes from ``path/run/checkpoints/last.ckpt`` when an earlier attempt left
     one. A training run that diverges (:class:`~pyro_dynvae.train.NonFiniteLossError`, or a
     ``ValueError`` such as a precision that lost positive definiteness) is recorded as
     ``"status": "failed"`` with its message.
     """
     train_data, test_data = datasets
     config = train_config(dataset, variant, seed, budget)
-    run_dir = cell_dir / "run"
+    run_dir = path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
     result: dict[str, Any] = {"dataset": dataset, "variant": variant, "seed": seed,
                               "budget": dataclasses.asdict(budget),
                               "train_config": dataclasses.asdict(config)}
-    channels = train_data[0][0].shape[1]
+    dynvae = training.make_model(config, channels=train_data[0][0].shape[1])
     try:
-        module = training.fit(training.make_model(config, channels), train_data, test_data,
-                              config, run_dir, ckpt_path=last if last.exists() else None,
+        module = training.fit(dynvae, train_data, test_data, config, run_dir,
+                              ckpt_path=last if last.exists() else None,
                               enable_progress_bar=False)
     except (training.NonFiniteLossError, ValueError) as error:
         result.update(status="failed", error=f"{type(error).__name__}: {error}")
-        _write_json_atomic(cell_dir / "result.json", result)
+        _write_json_atomic(path / "result.json", result)
         return result
     if module.trainer.global_step < config.max_steps:  # never score an unfinished run
-        raise RuntimeError(f"training of {cell_dir} stopped at step {module.trainer.global_step}"
+        raise RuntimeError(f"training of {path} stopped at step {module.trainer.global_step}"
                            f" of {config.max_steps}; rerun the study to resume it")
     dynvae = module.dynvae.to("cuda" if torch.cuda.is_available() else "cpu")
     scores, encoded = score_cell(dynvae, test_data, config, budget)
     for key in ("eigenvalues", "prior_scales"):
         if key in encoded:
-            np.save(cell_dir / f"{key}.npy", encoded[key])
+            np.save(path / f"{key}.npy", encoded[key])
     result.update(status="ok", scores=scores, versions=study_versions())
-    _write_json_atomic(cell_dir / "result.json", result)
+    _write_json_atomic(path / "result.json", result)
     return result
 
 
