@@ -30,8 +30,8 @@ interrupted during training continues from its last checkpoint. The study then w
 ``table.md`` and ``table.csv`` (mean +- std over seeds), ``figures/`` (eigenvalue histograms
 side by side, metric bars) and ``study.json`` (budget, command, library versions).
 
-    python benchmarks/compare_variants.py --out compare_out
-    python benchmarks/compare_variants.py --budget 8 --seeds 0 1 2 3 4   # e.g. on a GPU
+    python -m benchmarks.compare_variants --out compare_out --jobs 2
+    python -m benchmarks.compare_variants --budget 8 --seeds 0 1 2 3 4   # e.g. on a GPU
 """
 
 from __future__ import annotations
@@ -767,14 +767,23 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _invocation() -> list[str]:
+    """This process's command line as typed: ``python -m module ...``, ``python script.py
+    ...`` or an entry point's ``prog ...``."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is not None:
+        return ["python", "-m", spec.name, *sys.argv[1:]]
+    return ["python", *sys.argv] if sys.argv[0].endswith(".py") else list(sys.argv)
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Command-line entry point (``benchmarks/compare_variants.py``, ``pyro-dynvae compare``)."""
     args = build_parser(prog).parse_args(argv)
     if args.threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     torch.set_num_threads(args.threads)
-    if argv is None:  # a script run as ``python script.py ...`` is recorded as such
-        command = shlex.join(["python", *sys.argv] if sys.argv[0].endswith(".py") else sys.argv)
+    if argv is None:
+        command = shlex.join(_invocation())
     else:
         command = shlex.join([prog or "compare", *argv])
     summary = run_study(
