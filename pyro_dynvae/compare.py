@@ -135,8 +135,8 @@ class StudyBudget:
     :param int data_seed: seed of the training and held-out data (shared by all cells).
     """
 
-    max_steps: int = 200
-    num_train_sequences: int = 512
+    max_steps: int = 600
+    num_train_sequences: int = 2048
     num_test_sequences: int = 96
     num_frames: int = 10
     batch_size: int = 16
