@@ -9,7 +9,7 @@ and dynamics diagnostic on held-out sequences and writes ``table.md``, ``table.c
 ``figures/`` into ``--out`` (mean +- std over seeds). Interrupted studies resume: rerun the
 same command. See :mod:`pyro_dynvae.compare` for what is measured.
 
-    python -m benchmarks.compare_variants --out compare_out --jobs 2   # 2 idle CPU cores
+    python -m benchmarks.compare_variants --out compare_out --jobs 2   # 13 min, 2 idle cores
     python -m benchmarks.compare_variants --variants hierarchical slow_l1 vae --seeds 0 1 2
     python -m benchmarks.compare_variants --budget 8 --out compare_gpu  # scaled up, e.g. GPU
 """

@@ -743,8 +743,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="compare_out", help="output folder (default: %(default)s)")
     parser.add_argument("--budget", type=float, default=1.0,
-                        help="scale of steps, sequences and intervention sample sizes; 1 takes "
-                        "about 30-40 minutes on 2 CPU cores (default: %(default)s)")
+                        help="scale of steps, sequences and intervention sample sizes; 1 took 13 "
+                        "minutes with --jobs 2 on 2 idle CPU cores (roughly twice that serially, "
+                        "more on a busy machine) (default: %(default)s)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         metavar="VARIANT", help="variants to compare (default: all)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
