@@ -1,0 +1,806 @@
+# Copyright Contributors to the pyro-dynvae project.
+# SPDX-License-Identifier: Apache-2.0
+"""
+The variant comparison study: every model variant and baseline, the same data, budget and
+seeds, scored with every disentanglement metric and dynamics diagnostic on held-out sequences.
+
+For each cell ``(dataset, variant, seed)`` the study trains the variant with
+:func:`pyro_dynvae.train.fit` (same data and budget for every variant; the seed sets the
+initial weights, the data order and the ELBO's Monte Carlo noise), encodes the held-out
+sequences and scores the per-frame posterior means ``encode(frames)["z_mean"]`` against the
+per-frame ground-truth factors:
+
+- codes vs factors (:mod:`pyro_dynvae.metrics`): MIG, DCI disentanglement / completeness /
+  informativeness, SAP, modularity / explicitness, MCC; the factors are the dataset's
+  ``metric_factors``, discretised into 20 bins (``dataset.discretize``) where a metric needs
+  classes. Predictor-based metrics are fitted on the frames of the first two thirds of the
+  held-out sequences and tested on the rest, so no sequence is on both sides;
+- intervention scores (BetaVAE, FactorVAE) with the dataset's factor-conditioned sampler; a
+  single frame is represented by the posterior mean of a static two-frame sequence of it,
+  averaged over the two frames;
+- dynamics diagnostics (:mod:`pyro_dynvae.metrics.dynamics`): the bimodality of the per-latent
+  eigenvalue deviations ``mean |lambda - 1|`` (Sarle's coefficient, Otsu separation), the
+  overlap of the latents carrying the object and those carrying the background (datasets with
+  a background factor), and the forecast error against repeating the last frame
+  (:func:`pyro_dynvae.train.evaluate`).
+
+Each cell writes ``cells/<dataset>/<variant>/seed<seed>/result.json`` atomically once it is
+done, so an interrupted study resumes where it stopped: finished cells are skipped, and a cell
+interrupted during training continues from its last checkpoint. The study then writes
+``table.md`` and ``table.csv`` (mean +- std over seeds), ``figures/`` (eigenvalue histograms
+side by side, metric bars) and ``study.json`` (budget, command, library versions).
+
+    python -m benchmarks.compare_variants --out compare_out --jobs 2
+    python -m benchmarks.compare_variants --budget 8 --seeds 0 1 2 3 4   # e.g. on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import functools
+import json
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import shlex
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.exceptions import ConvergenceWarning
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from pyro_dynvae import metrics
+from pyro_dynvae import train as training
+from pyro_dynvae.models import VARIANTS
+
+#: dataset name -> (image size, dataset keyword arguments). Sprites over a slowly drifting
+#: background (its brightness is the last factor); one MNIST digit on a 32x32 canvas (the conv
+#: networks need a power-of-two side, and 64x64 costs four times as much per step).
+DATASETS: dict[str, dict[str, Any]] = {
+    "sprites": {"image_size": 32, "options": {"background": "brightness"}},
+    "moving_mnist": {"image_size": 32, "options": {"num_digits": 1, "speed": 1.0}},
+}
+
+#: Model options shared by every variant: a Gaussian likelihood keeps the faint background
+#: (a Bernoulli likelihood binarises frames at 0.5 and would erase it).
+MODEL_OVERRIDES = {"likelihood": "gaussian"}
+
+#: Factor names that describe the background rather than the object.
+BACKGROUND_FACTORS = ("background",)
+
+#: sample sizes of disentanglement_lib, the ceiling of the scaled intervention budgets
+LIBRARY_INTERVENTION_SIZES = {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
+                              "num_variance_estimate": 10000}
+
+#: table columns: key in a cell's ``scores`` -> column title
+COLUMNS = {
+    "mig": "MIG",
+    "dci_disentanglement": "DCI-D",
+    "dci_completeness": "DCI-C",
+    "dci_informativeness": "DCI-I",
+    "sap": "SAP",
+    "modularity": "Mod",
+    "explicitness": "Expl",
+    "mcc": "MCC",
+    "beta_vae": "BetaVAE",
+    "factor_vae": "FactorVAE",
+    "recon_mse": "recon MSE",
+    "forecast_vs_copy_last": "fcst/copy",
+    "eig_bimodality": "eig BC",
+    "eig_separation": "eig sep",
+    "overlap": "obj/bg overlap",
+}
+
+#: the metrics drawn as bars
+BAR_METRICS = ("mig", "dci_disentanglement", "sap", "modularity", "mcc", "beta_vae",
+               "factor_vae", "forecast_vs_copy_last", "overlap")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyBudget:
+    """
+    Everything that sets the cost of one cell, identical for every variant.
+
+    :param int max_steps: optimiser steps per training run.
+    :param int num_train_sequences: training sequences.
+    :param int num_test_sequences: held-out sequences the scores are computed on.
+    :param int num_frames: frames per sequence ``T``.
+    :param int batch_size: sequences per optimiser step.
+    :param int latent_dim: latent dimension ``n``.
+    :param float learning_rate: Adam learning rate.
+    :param int forecast_horizon: frames forecast from the first ``T - k``.
+    :param int intervention_batch_size: observations per BetaVAE / FactorVAE point.
+    :param int intervention_num_train: BetaVAE / FactorVAE training points.
+    :param int intervention_num_eval: BetaVAE / FactorVAE evaluation points.
+    :param int variance_estimate: observations for FactorVAE's global code variances.
+    :param str dci_predictor: ``"random_forest"`` (fast, non-standard) or
+        ``"gradient_boosting"`` (disentanglement_lib's).
+    :param int data_seed: seed of the training and held-out data (shared by all cells).
+    """
+
+    max_steps: int = 600
+    num_train_sequences: int = 2048
+    num_test_sequences: int = 96
+    num_frames: int = 10
+    batch_size: int = 16
+    latent_dim: int = 8
+    learning_rate: float = 1e-3
+    forecast_horizon: int = 3
+    intervention_batch_size: int = 16
+    intervention_num_train: int = 200
+    intervention_num_eval: int = 100
+    variance_estimate: int = 1000
+    dci_predictor: str = "random_forest"
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type == "int" and field.name != "data_seed" and value < 1:
+                raise ValueError(f"{field.name} must be a positive integer, got {value}")
+        if self.dci_predictor not in ("random_forest", "gradient_boosting"):
+            raise ValueError("dci_predictor must be 'random_forest' or 'gradient_boosting', "
+                             f"got {self.dci_predictor!r}")
+        if self.num_test_sequences < 3:
+            raise ValueError("num_test_sequences must be at least 3 (metric train/test split), "
+                             f"got {self.num_test_sequences}")
+
+    @classmethod
+    def scaled(cls, budget: float, dci_predictor: str | None = None) -> StudyBudget:
+        """
+        The default budget with steps and sequences multiplied by ``budget`` and the
+        intervention sample sizes too, up to disentanglement_lib's (and never below small
+        floors, e.g. 12 held-out sequences, so that each factor shows two classes or more in
+        the metric's fitting frames, which the explicitness classifier needs); DCI uses the
+        standard gradient boosting from ``budget >= 4`` unless ``dci_predictor`` says otherwise.
+        """
+        if not budget > 0:
+            raise ValueError(f"budget must be positive, got {budget}")
+        base = cls()
+
+        def scale(value: int, floor: int = 1, ceiling: int | None = None) -> int:
+            scaled = max(floor, round(value * budget))
+            return scaled if ceiling is None else min(scaled, max(value, ceiling))
+
+        num_train_sequences = scale(base.num_train_sequences, floor=2)
+        return cls(
+            max_steps=scale(base.max_steps),
+            num_train_sequences=num_train_sequences,
+            num_test_sequences=scale(base.num_test_sequences, floor=12),
+            batch_size=min(base.batch_size, num_train_sequences),
+            intervention_batch_size=scale(base.intervention_batch_size, 4,
+                                          LIBRARY_INTERVENTION_SIZES["batch_size"]),
+            intervention_num_train=scale(base.intervention_num_train, 10,
+                                         LIBRARY_INTERVENTION_SIZES["num_train"]),
+            intervention_num_eval=scale(base.intervention_num_eval, 5,
+                                        LIBRARY_INTERVENTION_SIZES["num_eval"]),
+            variance_estimate=scale(base.variance_estimate, 20,
+                                    LIBRARY_INTERVENTION_SIZES["num_variance_estimate"]),
+            dci_predictor=dci_predictor
+            or ("gradient_boosting" if budget >= 4 else "random_forest"),
+        )
+
+
+def _write_json_atomic(path: Path, content: dict) -> None:
+    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(content, stream, indent=2, sort_keys=True, default=_jsonable)
+        stream.write("\n")
+    os.replace(temporary, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
+
+
+@functools.lru_cache(maxsize=4)
+def make_datasets(dataset: str, budget: StudyBudget) -> tuple[Dataset, Dataset]:
+    """The training and held-out datasets of one study dataset (same for every cell; built
+    once per process)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+    spec = DATASETS[dataset]
+    dataset_class = training.DATASETS[dataset]
+    return tuple(
+        dataset_class(num_sequences=size, num_frames=budget.num_frames,
+                      image_size=spec["image_size"], seed=budget.data_seed, split=split,
+                      **spec["options"])
+        for split, size in (("train", budget.num_train_sequences),
+                            ("test", budget.num_test_sequences))
+    )
+
+
+def train_config(dataset: str, variant: str, seed: int,
+                 budget: StudyBudget) -> training.TrainConfig:
+    """The :class:`~pyro_dynvae.train.TrainConfig` of one cell."""
+    spec = DATASETS[dataset]
+    return training.TrainConfig(
+        variant=variant,
+        model_overrides=dict(MODEL_OVERRIDES),
+        dataset=dataset,
+        dataset_options=dict(spec["options"]),
+        num_sequences=budget.num_train_sequences,
+        num_val_sequences=budget.num_test_sequences,
+        num_frames=budget.num_frames,
+        image_size=spec["image_size"],
+        latent_dim=budget.latent_dim,
+        batch_size=budget.batch_size,
+        learning_rate=budget.learning_rate,
+        max_steps=budget.max_steps,
+        seed=seed,
+        val_every=0,
+        checkpoint_every=max(1, budget.max_steps // 4),
+        forecast_horizon=budget.forecast_horizon,
+        accelerator="auto",
+        devices="1",
+    )
+
+
+@torch.no_grad()
+def encode_sequences(dynvae: torch.nn.Module, frames: torch.Tensor,
+                     chunk: int = 64) -> dict[str, np.ndarray]:
+    """``encode`` in chunks of sequences: ``z_mean`` ``(B, T, n)`` and, where the model
+    has them, ``eigenvalues`` ``(B, T-1, n)`` and ``prior_scales`` ``(G,)``."""
+    device = next(dynvae.parameters()).device
+    pieces: dict[str, list[np.ndarray]] = {"z_mean": [], "eigenvalues": []}
+    prior_scales = None
+    for start in range(0, frames.shape[0], chunk):
+        summary = dynvae.encode(frames[start : start + chunk].to(device))
+        for key in pieces:
+            if key in summary:
+                pieces[key].append(summary[key].cpu().numpy())
+        if "prior_scales" in summary:
+            prior_scales = summary["prior_scales"].cpu().numpy()
+    result = {key: np.concatenate(values) for key, values in pieces.items() if values}
+    if prior_scales is not None:
+        result["prior_scales"] = prior_scales
+    return result
+
+
+class FrameRepresentation:
+    """
+    Codes of single frames for the intervention scores: each frame ``(C, H, W)`` becomes a
+    static two-frame sequence, and its code is the posterior mean ``z_mean`` averaged over the
+    two frames (the sequence models need ``T >= 2``).
+
+    :param dynvae: a trained model.
+    :param int chunk: frames encoded at once.
+    """
+
+    def __init__(self, dynvae: torch.nn.Module, chunk: int = 256) -> None:
+        self.dynvae = dynvae
+        self.chunk = chunk
+
+    def __call__(self, images: Any) -> np.ndarray:
+        images = torch.as_tensor(images, dtype=torch.float32)
+        codes = []
+        for start in range(0, images.shape[0], self.chunk):
+            frames = images[start : start + self.chunk, None].expand(-1, 2, -1, -1, -1)
+            codes.append(encode_sequences(self.dynvae, frames)["z_mean"].mean(axis=1))
+        return np.concatenate(codes)
+
+
+def code_metrics(codes: np.ndarray, factors: np.ndarray, sampler: Any,
+                 budget: StudyBudget, seed: int) -> dict[str, float]:
+    """
+    Codes-vs-factors scores of per-frame codes ``(B, T, n)`` and factors ``(B, T, K)``.
+
+    MIG and MCC use every frame; DCI, SAP and modularity/explicitness are fitted on the frames
+    of the first two thirds of the sequences and tested on the rest.
+    """
+    num_fit = (2 * codes.shape[0]) // 3
+    flat_codes = codes.reshape(-1, codes.shape[-1]).astype(np.float64)
+    flat_factors = factors.reshape(-1, factors.shape[-1])
+    labels = sampler.discretize(torch.as_tensor(flat_factors)).numpy()
+    split = num_fit * codes.shape[1]
+    fit_test = {"test_codes": flat_codes[split:], "test_factors": labels[split:]}
+    dci = metrics.dci(flat_codes[:split], labels[:split], predictor=budget.dci_predictor,
+                      random_state=seed, **fit_test)
+    modularity = metrics.modularity_explicitness(flat_codes[:split], labels[:split],
+                                                 random_state=seed, **fit_test)
+    return {
+        "mig": metrics.mig(flat_codes, labels)["mig"],
+        "dci_disentanglement": dci["disentanglement"],
+        "dci_completeness": dci["completeness"],
+        "dci_informativeness": dci["informativeness_test"],
+        "sap": metrics.sap(flat_codes[:split], labels[:split], random_state=seed,
+                           **fit_test)["sap"],
+        "modularity": modularity["modularity"],
+        "explicitness": modularity["explicitness_test"],
+        "mcc": metrics.mcc(flat_codes, flat_factors)["mcc"],
+    }
+
+
+def intervention_metrics(dynvae: torch.nn.Module, sampler: Any, budget: StudyBudget,
+                         seed: int) -> dict[str, float]:
+    """BetaVAE and FactorVAE scores (evaluation accuracy) at the budget's sample sizes."""
+    representation = FrameRepresentation(dynvae)
+    sizes = {"batch_size": budget.intervention_batch_size,
+             "num_train": budget.intervention_num_train,
+             "num_eval": budget.intervention_num_eval, "random_state": seed}
+    beta = metrics.beta_vae_score(representation, sampler, **sizes)
+    factor = metrics.factor_vae_score(representation, sampler,
+                                      num_variance_estimate=budget.variance_estimate, **sizes)
+    return {"beta_vae": beta["eval_accuracy"], "factor_vae": factor["eval_accuracy"],
+            "factor_vae_active_dims": factor["num_active_dims"]}
+
+
+def dynamics_diagnostics(encoded: dict[str, np.ndarray], factors: np.ndarray,
+                         factor_names: Sequence[str]) -> dict[str, Any]:
+    """Eigenvalue bimodality (models with transition eigenvalues) and the object/background
+    overlap (datasets with a background factor); NaN where they do not apply."""
+    result: dict[str, Any] = {"eig_bimodality": math.nan, "eig_separation": math.nan,
+                              "overlap": math.nan}
+    if "eigenvalues" in encoded:
+        bimodality = metrics.eigenvalue_bimodality(encoded["eigenvalues"])
+        result.update(eig_bimodality=bimodality["bimodality_coefficient"],
+                      eig_separation=bimodality["separation"],
+                      static_latents=bimodality["static_latents"],
+                      dynamic_latents=bimodality["dynamic_latents"],
+                      eig_mean_abs_deviation=bimodality["mean_abs_deviation"])
+    background = [i for i, name in enumerate(factor_names) if name in BACKGROUND_FACTORS]
+    if background:
+        objects = [i for i in range(len(factor_names)) if i not in background]
+        overlap = metrics.object_background_overlap(encoded["z_mean"], factors, objects,
+                                                    background)
+        result.update(overlap=overlap["overlap"], object_latents=overlap["object_latents"],
+                      background_latents=overlap["background_latents"])
+    return result
+
+
+def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainConfig,
+               budget: StudyBudget) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """
+    Every score of a trained model on the held-out sequences.
+
+    :returns: ``(scores, encoded)``: a flat dict of floats (see :data:`COLUMNS`) plus the
+        diagnostics' latent groups, and the encoded arrays (codes, eigenvalues, prior scales).
+    """
+    dynvae.eval()
+    frames, all_factors = test_data.get_batch(range(len(test_data)))
+    sampler = test_data.factor_subset()
+    columns = [test_data.factor_index(name) for name in sampler.factor_names]
+    factors = all_factors[..., columns].numpy()
+    encoded = encode_sequences(dynvae, frames)
+    scores = code_metrics(encoded["z_mean"], factors, sampler, budget, config.seed)
+    scores.update(intervention_metrics(dynvae, sampler, budget, config.seed))
+    scores.update(dynamics_diagnostics(encoded, factors, sampler.factor_names))
+    quality = training.evaluate(dynvae, test_data, batch_size=config.batch_size,
+                                forecast_horizon=config.forecast_horizon, seed=config.seed)
+    scores.update({key: quality[key] for key in ("recon_mse", "forecast_mse", "copy_last_mse",
+                                                 "forecast_vs_copy_last", "elbo")})
+    return scores, encoded
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """
+    Keep Lightning's per-run banners and hints out of the study's progress bar, and the
+    warnings of metrics on small held-out sets: averages of empty lists (e.g. explicitness
+    when a class is missing from the test frames; the score is then NaN, shown as n/a) and
+    BetaVAE's logistic regression stopping at its iteration limit. Restored on exit.
+    """
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        for pattern in (".*does not have many workers.*", ".*treespec.*",
+                        ".*exists and is not empty.*", "Mean of empty slice",
+                        "invalid value encountered"):
+            warnings.filterwarnings("ignore", message=pattern)
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+def run_cell(dataset: str, variant: str, seed: int, budget: StudyBudget,
+             datasets: tuple[Dataset, Dataset], path: Path) -> dict[str, Any]:
+    """
+    Train one variant, score it and write ``path/result.json`` (atomically, last).
+    Training resumes from ``path/run/checkpoints/last.ckpt`` when an earlier attempt left
+    one. A training run that diverges (:class:`~pyro_dynvae.train.NonFiniteLossError`, or a
+    ``ValueError`` such as a precision that lost positive definiteness) is recorded as
+    ``"status": "failed"`` with its message.
+    """
+    train_data, test_data = datasets
+    config = train_config(dataset, variant, seed, budget)
+    run_dir = path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    result: dict[str, Any] = {"dataset": dataset, "variant": variant, "seed": seed,
+                              "budget": dataclasses.asdict(budget),
+                              "train_config": dataclasses.asdict(config)}
+    dynvae = training.make_model(config, channels=train_data[0][0].shape[1])
+    try:
+        module = training.fit(dynvae, train_data, test_data, config, run_dir,
+                              ckpt_path=last if last.exists() else None,
+                              enable_progress_bar=False)
+    except (training.NonFiniteLossError, ValueError) as error:
+        result.update(status="failed", error=f"{type(error).__name__}: {error}")
+        _write_json_atomic(path / "result.json", result)
+        return result
+    if module.trainer.global_step < config.max_steps:  # never score an unfinished run
+        raise RuntimeError(f"training of {path} stopped at step {module.trainer.global_step}"
+                           f" of {config.max_steps}; rerun the study to resume it")
+    dynvae = module.dynvae.to("cuda" if torch.cuda.is_available() else "cpu")
+    scores, encoded = score_cell(dynvae, test_data, config, budget)
+    for key in ("eigenvalues", "prior_scales"):
+        if key in encoded:
+            np.save(path / f"{key}.npy", encoded[key])
+    result.update(status="ok", scores=scores, versions=study_versions())
+    _write_json_atomic(path / "result.json", result)
+    return result
+
+
+def study_versions() -> dict[str, str]:
+    """Versions of every library a score depends on, and the Python and platform."""
+    return {**training.versions(), **metrics.library_versions(),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _cell_name(dataset: str, variant: str, seed: int) -> str:
+    return f"{dataset}/{variant}/seed{seed}"
+
+
+def _run_pending(out: Path, budget: StudyBudget, dataset: str, variant: str,
+                 seed: int) -> dict[str, Any]:
+    """Run one cell (in this or a worker process), quietly."""
+    with _quiet():
+        return run_cell(dataset, variant, seed, budget, make_datasets(dataset, budget),
+                        cell_dir(out, dataset, variant, seed))
+
+
+def cell_dir(out: Path, dataset: str, variant: str, seed: int) -> Path:
+    return out / "cells" / dataset / variant / f"seed{seed}"
+
+
+def load_result(path: Path) -> dict[str, Any] | None:
+    """A finished cell's result, or None if the cell has not finished."""
+    result_path = path / "result.json"
+    return json.loads(result_path.read_text()) if result_path.exists() else None
+
+
+def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASETS),
+              variants: Sequence[str] = tuple(VARIANTS), seeds: Sequence[int] = (0, 1, 2),
+              budget: StudyBudget | None = None, command: str | None = None,
+              retry_failed: bool = False, progress: bool = True,
+              jobs: int = 1) -> dict[str, Any]:
+    """
+    Run (or resume) the comparison and write the table and figures into ``out``.
+
+    :param out: output folder. A study there with a different budget is refused;
+        ``study.json`` lists every invocation with its command and library versions.
+    :param datasets: keys of :data:`DATASETS`.
+    :param variants: keys of :data:`pyro_dynvae.models.VARIANTS`.
+    :param seeds: training seeds (3 or more for a meaningful std).
+    :param StudyBudget budget: default :class:`StudyBudget` ``()``.
+    :param str command: the command line, recorded in ``study.json`` and the table.
+    :param bool retry_failed: rerun cells whose training diverged earlier.
+    :param bool progress: show a tqdm bar over cells.
+    :param int jobs: cells trained at once in separate processes, each with this process's
+        number of torch threads (e.g. 2 jobs of 1 thread on an idle 2-core machine).
+    :returns: ``{"trained": [...], "skipped": [...], "failed": [...]}`` cell names, and
+        ``"table"``: the aggregated rows.
+    """
+    budget = budget or StudyBudget()
+    for name, chosen, known in (("datasets", datasets, DATASETS), ("variants", variants,
+                                                                    VARIANTS)):
+        unknown = [item for item in chosen if item not in known]
+        if unknown or not chosen:
+            raise ValueError(f"{name} must be a non-empty list from {sorted(known)}, "
+                             f"got {list(chosen)}")
+    if not seeds or any(not isinstance(seed, int) or seed < 0 for seed in seeds):
+        raise ValueError(f"seeds must be a non-empty list of non-negative ints, got {seeds}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    out = Path(out)
+    _record_study(out, budget, command)
+    cells = [(d, v, s) for d in datasets for v in variants for s in seeds]
+    summary: dict[str, Any] = {"trained": [], "skipped": [], "failed": []}
+    pending = []
+    for cell in cells:
+        previous = load_result(cell_dir(out, *cell))
+        if previous is not None and (previous["status"] == "ok" or not retry_failed):
+            summary["skipped"].append(_cell_name(*cell))
+            continue
+        if previous is not None:  # a failed cell, retried from scratch
+            shutil.rmtree(cell_dir(out, *cell) / "run", ignore_errors=True)
+        pending.append(cell)
+    bar = tqdm(total=len(pending), desc="compare", unit="cell", disable=not progress)
+    with contextlib.ExitStack() as stack:
+        if jobs == 1:
+            finished = (_run_pending(out, budget, *cell) for cell in pending)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("spawn"),
+                initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)))
+            futures = [pool.submit(_run_pending, out, budget, *cell) for cell in pending]
+            finished = (future.result() for future in as_completed(futures))
+        for result in finished:
+            name = _cell_name(result["dataset"], result["variant"], result["seed"])
+            summary["failed" if result["status"] == "failed" else "trained"].append(name)
+            bar.set_postfix_str(name)
+            bar.update()
+    bar.close()
+    results = [load_result(cell_dir(out, *cell)) for cell in cells]
+    rows = aggregate(results, datasets, variants)
+    header = _study_header(out, budget, datasets, variants, seeds, command)
+    write_tables(rows, out, header)
+    write_figures(out, datasets, variants, seeds, rows)
+    summary["table"] = rows
+    return summary
+
+
+def _record_study(out: Path, budget: StudyBudget, command: str | None) -> None:
+    """
+    Record the budget, data and model options in ``out/study.json`` and append this
+    invocation (command, UTC time, library versions); refuse a folder holding another budget.
+    """
+    study_path = out / "study.json"
+    study = {"budget": dataclasses.asdict(budget), "datasets": DATASETS,
+             "model_overrides": MODEL_OVERRIDES, "invocations": []}
+    if study_path.exists():
+        study = json.loads(study_path.read_text())
+        if study["budget"] != dataclasses.asdict(budget):
+            raise ValueError(f"{out} holds a study with another budget ({study['budget']}); "
+                             "use a new output folder or the same --budget")
+    study["invocations"].append({"command": command, "versions": study_versions(),
+                                 "started_utc": datetime.now(timezone.utc).isoformat()})
+    _write_json_atomic(study_path, study)
+
+
+def aggregate(results: Sequence[dict[str, Any] | None], datasets: Sequence[str],
+              variants: Sequence[str]) -> list[dict[str, Any]]:
+    """
+    One row per ``(dataset, variant)``: ``num_ok`` / ``num_seeds`` cells and, for every
+    column of :data:`COLUMNS`, the mean and (sample, ``ddof=1``) standard deviation over the
+    finished seeds (NaN where a score does not apply or no seed finished).
+    """
+    rows = []
+    for dataset in datasets:
+        for variant in variants:
+            cells = [r for r in results if r and r["dataset"] == dataset
+                     and r["variant"] == variant]
+            finished = [r["scores"] for r in cells if r["status"] == "ok"]
+            row: dict[str, Any] = {"dataset": dataset, "variant": variant,
+                                   "num_ok": len(finished), "num_seeds": len(cells)}
+            for key in COLUMNS:
+                values = np.array([_as_float(s.get(key)) for s in finished], dtype=np.float64)
+                values = values[np.isfinite(values)]
+                row[f"{key}_mean"] = float(values.mean()) if values.size else math.nan
+                row[f"{key}_std"] = float(values.std(ddof=1)) if values.size > 1 else math.nan
+            rows.append(row)
+    return rows
+
+
+def _as_float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _format(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
+                  variants: Sequence[str], seeds: Sequence[int], command: str | None) -> str:
+    study = json.loads((out / "study.json").read_text())
+    dci_label = ("gradient boosting (standard)" if budget.dci_predictor == "gradient_boosting"
+                 else "random forest (fast, NON-STANDARD: not comparable with published DCI)")
+    frames = budget.num_test_sequences * budget.num_frames
+    fit_frames = (2 * budget.num_test_sequences) // 3 * budget.num_frames
+    lines = [
+        "# Variant comparison",
+        "",
+        f"Command: `{command or 'run_study(...)'}`",
+        "",
+        f"Budget: {json.dumps(study['budget'], sort_keys=True)}",
+        f"Datasets: {json.dumps({d: DATASETS[d] for d in datasets}, sort_keys=True)}; "
+        f"model options for every variant: {json.dumps(MODEL_OVERRIDES)}.",
+        f"Variants: {', '.join(variants)}; seeds: {', '.join(map(str, seeds))}. "
+        "Entries: mean ± std (ddof=1) over the seeds that finished (`ok`/`seeds`).",
+        "",
+        f"Scores on {budget.num_test_sequences} held-out sequences ({frames} frames; codes = "
+        "posterior means per frame, factors = the dataset's metric factors, 20 bins). "
+        f"Reduced sample sizes: MIG and MCC on all {frames} frames; DCI, SAP, Mod/Expl fitted "
+        f"on {fit_frames} frames, tested on {frames - fit_frames} (disentanglement_lib: "
+        f"10,000 / 5,000). DCI predictor: {dci_label}. BetaVAE and FactorVAE: batch "
+        f"{budget.intervention_batch_size}, {budget.intervention_num_train} train / "
+        f"{budget.intervention_num_eval} eval points, {budget.variance_estimate} frames for "
+        "FactorVAE's variances (disentanglement_lib: 64, 10,000 / 5,000, 10,000).",
+        "",
+        "Columns: MIG; DCI-D/-C disentanglement/completeness, DCI-I test accuracy; SAP "
+        "(discrete); Mod modularity, Expl test explicitness (ROC-AUC); MCC (Spearman, "
+        "Hungarian matching); BetaVAE / FactorVAE evaluation accuracy; recon MSE per pixel; "
+        f"fcst/copy = forecast MSE of the last {budget.forecast_horizon} frames / MSE of "
+        "repeating the last observed frame (< 1 beats copying); eig BC = Sarle's bimodality "
+        "coefficient of the per-latent mean |lambda - 1| (> 5/9 suggests static vs dynamic "
+        "latents), eig sep = its Otsu separation (1: two point masses); obj/bg overlap = "
+        "histogram intersection of the latents' object and background associations (0: "
+        "disjoint latents). n/a: not defined for the model or dataset.",
+        "",
+        f"Versions: {json.dumps(study_versions(), sort_keys=True)}",
+    ]
+    return "\n".join(lines)
+
+
+def write_tables(rows: Sequence[dict[str, Any]], out: Path, header: str) -> tuple[Path, Path]:
+    """Write ``table.md`` (one Markdown table per dataset below ``header``) and
+    ``table.csv`` (one line per row, ``<key>_mean`` and ``<key>_std`` columns)."""
+    lines = [header]
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        lines += ["", f"## {dataset}", "",
+                  "| variant | ok/seeds | " + " | ".join(COLUMNS.values()) + " |",
+                  "|---|---|" + "---|" * len(COLUMNS)]
+        for row in rows:
+            if row["dataset"] == dataset:
+                cells = [_format(row[f"{key}_mean"], row[f"{key}_std"]) for key in COLUMNS]
+                lines.append(f"| {row['variant']} | {row['num_ok']}/{row['num_seeds']} | "
+                             + " | ".join(cells) + " |")
+    markdown = out / "table.md"
+    markdown.write_text("\n".join(lines) + "\n")
+    table = out / "table.csv"
+    with table.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return markdown, table
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_figures(out: Path, datasets: Sequence[str], variants: Sequence[str],
+                  seeds: Sequence[int], rows: Sequence[dict[str, Any]]) -> list[Path]:
+    """
+    Per dataset: ``eigenvalues_<dataset>.png``, each variant's per-latent eigenvalue
+    histograms (first seed that finished) side by side, and ``metrics_<dataset>.png``, bars of
+    :data:`BAR_METRICS` (mean, error bar: std over seeds).
+    """
+    paths = []
+    for dataset in datasets:
+        panels = []
+        for variant in variants:
+            for seed in seeds:
+                path = cell_dir(out, dataset, variant, seed) / "eigenvalues.npy"
+                if path.exists():
+                    panels.append((variant, seed, np.load(path)))
+                    break
+        if panels:
+            fig = Figure(figsize=(max(5.0, 3.2 * len(panels)), 3.0))
+            for index, (variant, seed, eigenvalues) in enumerate(panels):
+                ax = fig.add_subplot(1, len(panels), index + 1)
+                counts, edges = metrics.eigenvalue_histograms(eigenvalues, bins=30)
+                for latent, column in enumerate(counts):
+                    ax.stairs(column, edges, label=str(latent))
+                ax.axvline(1.0, color="k", lw=0.8, ls=":")
+                ax.set_title(f"{variant} (seed {seed})", fontsize=9)
+                ax.set_xlabel("eigenvalue")
+            fig.axes[0].set_ylabel("count (per latent)")
+            fig.axes[-1].legend(title="latent", fontsize=6, title_fontsize=7)
+            fig.suptitle(f"{dataset}: posterior eigenvalues on held-out sequences", fontsize=10)
+            fig.tight_layout()
+            paths.append(_save(fig, out / "figures" / f"eigenvalues_{dataset}.png"))
+        dataset_rows = [row for row in rows if row["dataset"] == dataset]
+        keys = [key for key in BAR_METRICS
+                if any(np.isfinite(row[f"{key}_mean"]) for row in dataset_rows)]
+        if not keys:
+            continue
+        fig = Figure(figsize=(4 * min(3, len(keys)), 3 * math.ceil(len(keys) / 3)))
+        positions = np.arange(len(dataset_rows))
+        for index, key in enumerate(keys):
+            ax = fig.add_subplot(math.ceil(len(keys) / 3), min(3, len(keys)), index + 1)
+            means = [row[f"{key}_mean"] for row in dataset_rows]
+            errors = [np.nan_to_num(row[f"{key}_std"]) for row in dataset_rows]
+            ax.bar(positions, means, yerr=errors, capsize=2)
+            ax.set_xticks(positions, [row["variant"] for row in dataset_rows], rotation=60,
+                          fontsize=7, ha="right")
+            ax.set_title(COLUMNS[key], fontsize=9)
+        fig.suptitle(f"{dataset}: mean ± std over seeds")
+        fig.tight_layout()
+        paths.append(_save(fig, out / "figures" / f"metrics_{dataset}.png"))
+    return paths
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Train every variant and baseline on the same data, budget and seeds; "
+        "write table.md, table.csv and figures (resumable).",
+    )
+    parser.add_argument("--out", default="compare_out", help="output folder (default: %(default)s)")
+    parser.add_argument("--budget", type=float, default=1.0,
+                        help="scale of steps, sequences and intervention sample sizes; 1 took 13 "
+                        "minutes with --jobs 2 on 2 idle CPU cores (roughly twice that serially, "
+                        "more on a busy machine) (default: %(default)s)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        metavar="VARIANT", help="variants to compare (default: all)")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
+                        choices=list(DATASETS), metavar="DATASET",
+                        help=f"datasets (default: all of {list(DATASETS)})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="training seeds (default: 0 1 2)")
+    parser.add_argument("--dci-predictor", choices=["random_forest", "gradient_boosting"],
+                        help="DCI's classifier (default: random_forest below --budget 4, "
+                        "gradient_boosting from 4)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="rerun cells whose training diverged in an earlier run")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default: %(default)s; on a shared CPU, more "
+                        "threads than free cores slow training down by an order of magnitude)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cells trained in parallel processes (default: %(default)s; e.g. 2 "
+                        "on an idle 2-core machine)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _invocation() -> list[str]:
+    """This process's command line as typed: ``python -m module ...``, ``python script.py
+    ...`` or an entry point's ``prog ...``."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is not None:
+        return ["python", "-m", spec.name, *sys.argv[1:]]
+    return ["python", *sys.argv] if sys.argv[0].endswith(".py") else list(sys.argv)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Command-line entry point (``benchmarks/compare_variants.py``, ``pyro-dynvae compare``)."""
+    args = build_parser(prog).parse_args(argv)
+    if args.threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    if argv is None:
+        command = shlex.join(_invocation())
+    else:
+        command = shlex.join([prog or "compare", *argv])
+    summary = run_study(
+        args.out,
+        datasets=args.datasets,
+        variants=args.variants,
+        seeds=args.seeds,
+        budget=StudyBudget.scaled(args.budget, args.dci_predictor),
+        command=command,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        jobs=args.jobs,
+    )
+    out = Path(args.out)
+    print(f"trained {len(summary['trained'])}, skipped {len(summary['skipped'])} finished, "
+          f"failed {len(summary['failed'])} cells; table: {out / 'table.md'}")
+    for name in summary["failed"]:
+        print(f"  failed: {name}")
+    return 0
