@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """
 Compare every model variant and baseline on the same data, budget and seeds.
 

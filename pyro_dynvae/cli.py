@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
+from pyro_dynvae import compare, viz
 from pyro_dynvae import train as training
-from pyro_dynvae import viz
 
 #: help text of every TrainConfig field exposed by ``pyro-dynvae train``
 TRAIN_OPTIONS = {
@@ -241,8 +241,18 @@ def _show_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare every variant and baseline (the study of benchmarks/compare_variants.py)",
+        description=compare.DESCRIPTION,
+    )
+    compare.add_arguments(parser)
+    parser.set_defaults(command=compare.run)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    """The ``pyro-dynvae`` argument parser with its four subcommands."""
+    """The ``pyro-dynvae`` argument parser with its five subcommands."""
     parser = argparse.ArgumentParser(
         prog="pyro-dynvae",
         description="Disentangled video representations through latent dynamics, in Pyro.",
@@ -253,6 +263,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(subparsers)
     _add_forecast_parser(subparsers)
     _add_show_data_parser(subparsers)
+    _add_compare_parser(subparsers)
     return parser
 
 

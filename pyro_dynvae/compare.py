@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """
 The variant comparison study: every model variant and baseline, the same data, budget and
 seeds, scored with every disentanglement metric and dynamics diagnostic on held-out sequences.
@@ -735,12 +733,22 @@ def write_figures(out: Path, datasets: Sequence[str], variants: Sequence[str],
     return paths
 
 
+#: one-line description of the study's command line
+DESCRIPTION = (
+    "Train every variant and baseline on the same data, budget and seeds; write table.md, "
+    "table.csv and figures (resumable)."
+)
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Train every variant and baseline on the same data, budget and seeds; "
-        "write table.md, table.csv and figures (resumable).",
-    )
+    """The study's argument parser (``python -m benchmarks.compare_variants``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the study's options to ``parser`` (also used by ``pyro-dynvae compare``)."""
     parser.add_argument("--out", default="compare_out", help="output folder (default: %(default)s)")
     parser.add_argument("--budget", type=float, default=1.0,
                         help="scale of steps, sequences and intervention sample sizes; 1 took 13 "
@@ -765,7 +773,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="cells trained in parallel processes (default: %(default)s; e.g. 2 "
                         "on an idle 2-core machine)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
 
 
 def _invocation() -> list[str]:
@@ -780,13 +787,18 @@ def _invocation() -> list[str]:
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Command-line entry point (``benchmarks/compare_variants.py``, ``pyro-dynvae compare``)."""
     args = build_parser(prog).parse_args(argv)
+    command = None if argv is None else shlex.join([prog or "compare", *argv])
+    return run(args, command)
+
+
+def run(args: argparse.Namespace, command: str | None = None) -> int:
+    """Run the study for parsed ``args`` (see :func:`add_arguments`); ``command`` is recorded
+    in ``study.json`` (default: this process's command line)."""
     if args.threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     torch.set_num_threads(args.threads)
-    if argv is None:
+    if command is None:
         command = shlex.join(_invocation())
-    else:
-        command = shlex.join([prog or "compare", *argv])
     summary = run_study(
         args.out,
         datasets=args.datasets,

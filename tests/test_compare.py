@@ -1,5 +1,3 @@
-# Copyright Contributors to the pyro-dynvae project.
-# SPDX-License-Identifier: Apache-2.0
 """The variant comparison study: a tiny-budget run writes its tables and figures, and a rerun
 skips finished cells (no retraining), resumes an interrupted cell from its checkpoint and
 retries failed ones only on request."""

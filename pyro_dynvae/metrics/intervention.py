@@ -56,7 +56,8 @@ def _check_sampler(sampler: Any) -> None:
 
 def _sample_factors(sampler: GroundTruthSampler, n: int, rng: np.random.Generator,
                     **kwargs: Any) -> np.ndarray:
-    factors = np.array(sampler.sample_factors(n, rng, **kwargs))
+    # asarray first: numpy 2 warns when np.array passes copy= to a torch tensor's __array__
+    factors = np.asarray(sampler.sample_factors(n, rng, **kwargs)).copy()
     if factors.ndim != 2 or factors.shape[0] != n:
         raise ValueError(f"sampler.sample_factors({n}, rng) must return shape ({n}, K), "
                          f"got {factors.shape}")
