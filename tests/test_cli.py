@@ -139,7 +139,7 @@ def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
 def test_compare_subcommand_is_the_study_command_line():
     from pyro_dynvae import compare
 
-    argv = ["--out", "somewhere", "--variants", "vae", "hierarchical", "--seeds", "3", "--jobs", "2"]
+    argv = ["--out", "elsewhere", "--variants", "vae", "hierarchical", "--seeds", "3"]
     args = make_parser().parse_args(["compare", *argv])
     expected = vars(compare.build_parser().parse_args(argv))
     assert {key: vars(args)[key] for key in expected} == expected
