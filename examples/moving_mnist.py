@@ -13,9 +13,11 @@ Run from the repository root (after ``pip install -e .``)::
 Everything goes into one run folder (``--run-dir``): ``config.json``, ``checkpoints/``,
 ``logs/``, ``metrics.json`` (held-out ELBO, reconstruction error, forecast error against
 copying the last frame, MIG and MCC of the latents against the digit's class and position)
-and ``figures/`` (reconstructions, forecasts, per-latent eigenvalue histograms, latent
-traversals, learned prior scales). Re-evaluate or forecast later with
-``pyro-dynvae evaluate RUN_DIR`` and ``pyro-dynvae forecast RUN_DIR``.
+``figures/`` (reconstructions, forecasts, per-latent eigenvalue histograms, latent
+traversals, learned prior scales and their arviz forest plot), and the inferred dynamics as
+arviz ``InferenceData`` (``dynamics.nc``) with its ``az.summary`` (``dynamics_summary.csv``).
+Re-evaluate or forecast later with ``pyro-dynvae evaluate RUN_DIR`` and
+``pyro-dynvae forecast RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -117,8 +119,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     print(f"\nWrote the run folder {run_dir.resolve()}:")
     print(f"  {run_dir / 'config.json'}\n  {run_dir / 'metrics.json'}")
     print(f"  {run_dir / 'checkpoints'}/\n  {run_dir / 'logs'}/")
-    for figure in metrics["figures"]:
-        print(f"  {run_dir / figure}")
+    for path in metrics["figures"] + metrics.get("dynamics", {}).get("files", []):
+        print(f"  {run_dir / path}")
     return metrics
 
 

@@ -43,7 +43,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pyro_dynvae import __version__
 from pyro_dynvae.data import DynamicSprites, FactorDataset, MovingMNIST
-from pyro_dynvae.metrics import library_versions, mcc, mig
+from pyro_dynvae.inference_data import (
+    dynamics_inference_data,
+    dynamics_summary,
+    plot_prior_scales,
+)
+from pyro_dynvae.metrics import eigenvalue_bimodality, library_versions, mcc, mig
 from pyro_dynvae.models import build_model
 from pyro_dynvae.viz import save_run_figures
 
@@ -574,13 +579,57 @@ def make_model(config: TrainConfig, channels: int) -> torch.nn.Module:
     )
 
 
+def dynamics_report(
+    dynvae: torch.nn.Module, dataset: Dataset, run_dir: str | os.PathLike, max_sequences: int = 64
+) -> dict[str, Any]:
+    """
+    Export the inferred dynamics of up to ``max_sequences`` held-out sequences: an arviz
+    ``InferenceData`` of the eigenvalues (one draw per sequence; dims time, latent) and the prior
+    scales in ``dynamics.nc``, its ``az.summary`` in ``dynamics_summary.csv``, a forest plot of
+    the scales in ``figures/prior_scales_forest.png``, and the eigenvalue bimodality across
+    latents (:func:`~pyro_dynvae.metrics.eigenvalue_bimodality`, with 4 or more latents).
+
+    :returns: ``{}`` for models without eigenvalues, else a JSON-serialisable dict with
+        ``"eigenvalue_bimodality"`` (where defined) and ``"files"`` (paths relative to
+        ``run_dir``).
+    """
+    run_dir = Path(run_dir)
+    device = next(dynvae.parameters()).device
+    frames = torch.stack([dataset[i][0] for i in range(min(len(dataset), max_sequences))])
+    with torch.no_grad():
+        codes = dynvae.encode(frames.to(device))
+    if "eigenvalues" not in codes:
+        return {}
+    eigenvalues = codes["eigenvalues"].cpu().numpy()
+    scales = codes.get("prior_scales")
+    # scales per latent only (full dynamics have one scale per row of A_t, not per eigenvalue)
+    if scales is not None and scales.shape[-1:] != eigenvalues.shape[-1:]:
+        scales = None
+    idata = dynamics_inference_data(eigenvalues, None if scales is None else scales.cpu().numpy())
+    files = [run_dir / "dynamics.nc", run_dir / "dynamics_summary.csv"]
+    idata.to_netcdf(files[0])
+    dynamics_summary(idata).to_csv(files[1])
+    if scales is not None:
+        forest = plot_prior_scales(idata, run_dir / "figures" / "prior_scales_forest.png")
+        files.append(Path(forest))
+    report: dict[str, Any] = {"files": [str(path.relative_to(run_dir)) for path in files]}
+    if eigenvalues.shape[-1] >= 4:
+        bimodality = eigenvalue_bimodality(eigenvalues)
+        report["eigenvalue_bimodality"] = {
+            key: value.tolist() if isinstance(value, np.ndarray) else value
+            for key, value in bimodality.items()
+        }
+    return report
+
+
 def finish_run(
     dynvae: torch.nn.Module, val_data: Dataset, config: TrainConfig, run_dir: str | os.PathLike
 ) -> dict[str, Any]:
     """
-    Write ``metrics.json`` (held-out metrics, see :func:`evaluate`, and for datasets with
-    ground-truth factors :func:`disentanglement`) and the figures of
-    :func:`pyro_dynvae.viz.save_run_figures` into ``run_dir``.
+    Write ``metrics.json`` (held-out metrics, see :func:`evaluate`, for datasets with
+    ground-truth factors :func:`disentanglement`, and the dynamics of :func:`dynamics_report`),
+    the figures of :func:`pyro_dynvae.viz.save_run_figures` and the arviz export of
+    :func:`dynamics_report` into ``run_dir``.
 
     :returns: the metrics, with ``figures`` listing the PNG paths written.
     """
@@ -598,6 +647,9 @@ def finish_run(
         dynvae, val_data, run_dir / "figures", forecast_horizon=config.forecast_horizon
     )
     metrics["figures"] = [str(path.relative_to(run_dir)) for path in figures]
+    dynamics = dynamics_report(dynvae, val_data, run_dir)
+    if dynamics:
+        metrics["dynamics"] = dynamics
     metrics["versions"] = versions()
     write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -11,7 +11,10 @@ import pytest
 import torch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "moving_mnist.py"
-FIGURES = ["reconstructions", "forecasts", "eigenvalues", "traversals", "prior_scales"]
+FIGURES = [
+    "reconstructions", "forecasts", "eigenvalues", "traversals", "prior_scales",
+    "prior_scales_forest",
+]
 METRICS = ["elbo", "recon_mse", "forecast_mse", "copy_last_mse", "forecast_vs_copy_last"]
 
 
@@ -40,6 +43,9 @@ def check_run_folder(run_dir: Path, metrics: dict, printed: str, max_steps: int)
         assert path.stat().st_size > 2000, name
         assert str(path) in printed, f"{path} not reported"
     assert str(run_dir / "metrics.json") in printed
+    for name in ("dynamics.nc", "dynamics_summary.csv"):
+        assert (run_dir / name).stat().st_size > 0 and str(run_dir / name) in printed, name
+    assert "bimodality_coefficient" in saved["dynamics"]["eigenvalue_bimodality"]
 
 
 def test_tiny_run_writes_every_promised_file(tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyro_dynvae.data import MovingMNIST
+from pyro_dynvae.data import DynamicSprites, MovingMNIST
 from pyro_dynvae.train import disentanglement
 
 
@@ -50,3 +50,51 @@ def test_random_codes_score_low(one_digit):
     scores = disentanglement(CentroidEncoder(noise_only=True), one_digit)
     assert scores["mcc"] < 0.3
     assert scores["mig"] < 0.1
+
+
+def test_dynamics_report_exports_the_encoded_eigenvalues(tmp_path):
+    import arviz as az
+    import numpy as np
+    import pandas as pd
+
+    from pyro_dynvae.models import build_model
+    from pyro_dynvae.train import dynamics_report
+
+    dataset = DynamicSprites(num_sequences=6, num_frames=5, image_size=16, seed=1)
+    torch.manual_seed(0)
+    dynvae = build_model("hierarchical", image_size=16, latent_dim=4, architecture="mlp")
+    (tmp_path / "figures").mkdir()
+    report = dynamics_report(dynvae, dataset, tmp_path)
+
+    frames = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    codes = dynvae.encode(frames)
+    eigenvalues = codes["eigenvalues"].numpy()  # (6, 4, 4)
+    idata = az.from_netcdf(tmp_path / "dynamics.nc")
+    # one chain, a draw per sequence; dims (chain, draw, time, latent)
+    np.testing.assert_allclose(idata.posterior["eigenvalues"].values[0], eigenvalues, rtol=1e-6)
+    np.testing.assert_allclose(
+        idata.posterior["prior_scales"].values[0, 0], codes["prior_scales"].numpy(), rtol=1e-6
+    )
+    summary = pd.read_csv(tmp_path / "dynamics_summary.csv", index_col=0)
+    np.testing.assert_allclose(
+        summary.loc["eigenvalues[0, 0]", "mean"], eigenvalues[:, 0, 0].mean(), atol=1e-3
+    )
+    assert (tmp_path / "figures" / "prior_scales_forest.png").read_bytes()[:4] == b"\x89PNG"
+    bimodality = report["eigenvalue_bimodality"]
+    np.testing.assert_allclose(
+        bimodality["mean_abs_deviation"], np.abs(eigenvalues - 1).mean(axis=(0, 1)), rtol=1e-5
+    )
+    assert sorted(bimodality["static_latents"] + bimodality["dynamic_latents"]) == [0, 1, 2, 3]
+    assert set(report["files"]) == {
+        "dynamics.nc", "dynamics_summary.csv", "figures/prior_scales_forest.png"
+    }
+
+
+def test_dynamics_report_is_empty_without_eigenvalues(tmp_path):
+    from pyro_dynvae.models import build_model
+    from pyro_dynvae.train import dynamics_report
+
+    dataset = DynamicSprites(num_sequences=2, num_frames=3, image_size=16, seed=1)
+    dynvae = build_model("vae", image_size=16, latent_dim=4, architecture="mlp")
+    assert dynamics_report(dynvae, dataset, tmp_path) == {}
+    assert list(tmp_path.iterdir()) == []
