@@ -295,15 +295,19 @@ class BlockTridiagMVN(TorchDistribution):
     # -- sampling, densities --------------------------------------------------------------------
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        """``z = mu + L^{-T} eps``, ``eps ~ N(0, I)``, by back substitution. All samples share
-        one time loop: they are the columns of one right-hand side."""
+        """``z = mu + L^{-T} eps``, ``eps ~ N(0, I)``, by back substitution, with ``J = L L'``
+        the block Cholesky factor; when cyclic reduction is chosen (see
+        :mod:`pyro_dynvae.ops.dispatch`) it is ``mu + P' L^{-T} P eps`` with ``P J P' = L L'``
+        (``P`` the elimination order): the same distribution, another square root, so not the
+        same draw for a given ``eps``. All samples are columns of one right-hand side."""
         shape = self._extended_shape(sample_shape)
         noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         flat_noise = noise.reshape((-1,) + self.batch_shape + self.event_shape)
         return self.loc + self._transform_noise(flat_noise).reshape(shape)
 
     def _transform_noise(self, noise: Tensor) -> Tensor:
-        """``L^{-T} eps`` for ``eps`` of shape ``(S,) + batch_shape + (T, n)``."""
+        """``L^{-T} eps`` (see :meth:`rsample`) for ``eps`` of shape
+        ``(S,) + batch_shape + (T, n)``."""
         columns = noise.movedim(0, -1)
         return dispatch.sample_transform(self._factor, columns, blocks=self.blocks).movedim(-1, 0)
 
