@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pyro_dynvae.validation import as_generator, check_positive_int
+
 from .streaming import ShardedStream
-from .validation import check_positive_int
 
 SPLITS = ("train", "test")
 SAMPLE_CHUNK = 4096
@@ -64,15 +65,6 @@ def check_split(split: str) -> int:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return SPLITS.index(split)
-
-
-def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """A :class:`numpy.random.Generator` from a generator, an integer seed or ``None``."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng)}")
 
 
 class FactorSpace:

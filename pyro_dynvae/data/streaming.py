@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .validation import check_positive_int
+from pyro_dynvae.validation import check_positive_int
 
 
 def distributed_rank_and_world_size() -> tuple[int, int]:

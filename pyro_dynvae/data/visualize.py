@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .validation import check_positive_int
+from pyro_dynvae.validation import check_positive_int
 
 
 def _as_sequences(frames: torch.Tensor | np.ndarray) -> np.ndarray:

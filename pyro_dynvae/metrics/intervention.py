@@ -15,7 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from .utils import as_generator, check_codes, check_positive_int, with_versions
+from pyro_dynvae.validation import as_generator, check_positive_int
+
+from .utils import check_codes, with_versions
 
 #: Observations rendered per call to the sampler and the representation function
 #: (several training points are batched together to amortise per-call overhead).
@@ -84,7 +86,7 @@ def sample_codes_and_factors(representation_function: RepresentationFunction,
     _check_sampler(sampler)
     num_points = check_positive_int(num_points, "num_points", minimum=2)
     batch_size = check_positive_int(batch_size, "batch_size")
-    rng = as_generator(random_state)
+    rng = as_generator(random_state, "random_state")
     codes, factors = [], []
     for start in range(0, num_points, batch_size):
         batch_factors = _sample_factors(sampler, min(batch_size, num_points - start), rng)
@@ -197,7 +199,7 @@ def beta_vae_score(representation_function: RepresentationFunction,
     batch_size = check_positive_int(batch_size, "batch_size")
     num_train = check_positive_int(num_train, "num_train", minimum=2)
     num_eval = check_positive_int(num_eval, "num_eval")
-    rng = as_generator(random_state)
+    rng = as_generator(random_state, "random_state")
     train_features, train_labels = _beta_vae_features(representation_function, sampler,
                                                       batch_size, num_train, rng)
     if np.unique(train_labels).size < 2:
@@ -265,7 +267,7 @@ def factor_vae_score(representation_function: RepresentationFunction,
                                                minimum=2)
     if prune_threshold < 0:
         raise ValueError(f"prune_threshold must be >= 0, got {prune_threshold}")
-    rng = as_generator(random_state)
+    rng = as_generator(random_state, "random_state")
     codes, factors = sample_codes_and_factors(representation_function, sampler,
                                               num_variance_estimate, rng,
                                               batch_size=CHUNK_OBSERVATIONS, discretize=False)

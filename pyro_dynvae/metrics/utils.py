@@ -26,6 +26,8 @@ import scipy
 import sklearn
 from sklearn.metrics import mutual_info_score
 
+from pyro_dynvae.validation import as_generator, check_positive_int
+
 #: disentanglement_lib draws 10,000 training and 5,000 test points: a 1/3 test share.
 DEFAULT_TEST_FRACTION = 1.0 / 3.0
 
@@ -81,25 +83,6 @@ def check_factors(factors: Any, num_points: int, *, discrete: bool,
                              "dataset's discretize()")
         return array.astype(np.int64)
     return array
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Validate an integer argument ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def as_generator(random_state: Any) -> np.random.Generator:
-    """Turn ``None``, an int seed or a ``numpy.random.Generator`` into a Generator."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or isinstance(random_state, (int, np.integer)):
-        return np.random.default_rng(random_state)
-    raise TypeError("random_state must be None, an int seed or a numpy.random.Generator, "
-                    f"got {type(random_state).__name__}")
 
 
 def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
@@ -169,6 +152,6 @@ def split_train_test(codes: np.ndarray, factors: np.ndarray, test_codes: Any,
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     num_points = codes.shape[0]
     num_test = min(max(1, round(test_fraction * num_points)), num_points - 1)
-    order = as_generator(random_state).permutation(num_points)
+    order = as_generator(random_state, "random_state").permutation(num_points)
     train, test = order[num_test:], order[:num_test]
     return codes[train], factors[train], codes[test], factors[test]

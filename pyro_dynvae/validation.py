@@ -1,0 +1,40 @@
+"""Argument checks shared by the data and metrics modules (which must not import each other)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an ``int`` if it is an integer ``>= minimum``.
+
+    :param value: the argument to check.
+    :param str name: the argument's name, for the error message.
+    :param int minimum: the smallest allowed value.
+    :raises TypeError: if ``value`` is not an integer (``bool`` is rejected).
+    :raises ValueError: if ``value < minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def as_generator(value: Any, name: str = "rng") -> np.random.Generator:
+    """A :class:`numpy.random.Generator` from a generator, an integer seed or ``None``.
+
+    :param value: the generator, seed or ``None`` (fresh entropy).
+    :param str name: the argument's name, for the error message.
+    :raises TypeError: for anything else.
+    """
+    if isinstance(value, np.random.Generator):
+        return value
+    if value is None or isinstance(value, (int, np.integer)):
+        return np.random.default_rng(value)
+    raise TypeError(
+        f"{name} must be a numpy.random.Generator, an int seed or None, "
+        f"got {type(value).__name__}"
+    )
