@@ -291,8 +291,18 @@ def _scan(
     if reverse:
         states.reverse()
     if isinstance(init, tuple):
-        return tuple(torch.stack(parts, 1) for parts in zip(*states, strict=True))
-    return torch.stack(states, 1)
+        return tuple(_stack_time(parts) for parts in zip(*states, strict=True))
+    return _stack_time(states)
+
+
+def _stack_time(parts: Sequence[Tensor]) -> Tensor:
+    """Stack per-step tensors along dim 1. LAPACK results (``cholesky_ex``,
+    ``solve_triangular``) come in column-major block layout; they are stacked as such (a plain
+    copy, 3-7 times faster here than the transposing copy into row-major blocks)."""
+    first = parts[0]
+    if first.dim() >= 2 and not first.is_contiguous() and first.mT.is_contiguous():
+        return torch.stack([x.mT for x in parts], 1).mT
+    return torch.stack(parts, 1)
 
 
 def _first_failure_message(failed: Tensor, what: str) -> str | None:
@@ -314,10 +324,11 @@ def _first_failure_message(failed: Tensor, what: str) -> str | None:
 def _full_cholesky_step(
     state: tuple[Tensor, Tensor, Tensor], diag_next: Tensor, offdiag: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    # W_t = C_t^{-1} B_t' = E_t';  C_{t+1} C_{t+1}' = D_{t+1} - E_t E_t' = D_{t+1} - W_t' W_t
-    w = torch.linalg.solve_triangular(state[0], offdiag.mT, upper=False)
-    chol, info = torch.linalg.cholesky_ex(torch.baddbmm(diag_next, w.mT, w, alpha=-1))
-    return chol, info, w
+    # E_t = B_t C_t^{-T} (a right solve: 1.5-2x faster than the left one for W_t = E_t' here);
+    # C_{t+1} C_{t+1}' = D_{t+1} - E_t E_t'
+    sub = torch.linalg.solve_triangular(state[0].mT, offdiag, upper=True, left=False)
+    chol, info = torch.linalg.cholesky_ex(torch.baddbmm(diag_next, sub, sub.mT, alpha=-1))
+    return chol, info, sub
 
 
 def _symmetrised_phi(x: Tensor, mask: Tensor) -> Tensor:
@@ -329,8 +340,8 @@ def _symmetrised_phi(x: Tensor, mask: Tensor) -> Tensor:
 class _BlockCholeskyFull(torch.autograd.Function):
     r"""Block Cholesky of flattened ``(B, T, n, n)`` blocks with a hand-written adjoint.
 
-    Forward, per step: ``W_t = C_t^{-1} B_t'`` (so ``E_t = W_t'``),
-    ``C_{t+1} = chol(D_{t+1} - W_t' W_t)``.
+    Forward, per step: ``E_t = B_t C_t^{-T}`` (a right triangular solve),
+    ``C_{t+1} = chol(D_{t+1} - E_t E_t')``; the adjoint below writes ``W_t = E_t'``.
 
     Reverse mode (Murray 2016, "Differentiation of the Cholesky decomposition", applied
     blockwise): with ``Phi`` the lower triangle with halved diagonal and ``Q_t`` defined by
@@ -352,24 +363,25 @@ class _BlockCholeskyFull(torch.autograd.Function):
     @staticmethod
     def forward(ctx, diag: Tensor, offdiag: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         first, *rest = diag.unbind(1)
-        chol, info, w = _scan(
+        chol, info, sub = _scan(
             _full_cholesky_step,
             (*torch.linalg.cholesky_ex(first), first.new_zeros(first.shape)),
             rest,
             offdiag,
         )
-        w = w[:, 1:]
-        ctx.save_for_backward(chol, w)
+        sub = sub[:, 1:]
+        ctx.save_for_backward(chol, sub)
         failed = info != 0
         ctx.mark_non_differentiable(failed)
-        return chol, w.mT, failed
+        return chol, sub, failed
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(
         ctx, grad_chol: Tensor | None, grad_sub: Tensor | None, _
     ) -> tuple[Tensor, Tensor]:
-        chol, w = ctx.saved_tensors
+        chol, sub = ctx.saved_tensors
+        w = sub.mT
         dim = chol.shape[-1]
         mask = torch.ones(dim, dim, dtype=chol.dtype, device=chol.device).tril()
         mask.diagonal().fill_(0.5)
