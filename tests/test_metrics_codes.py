@@ -280,6 +280,13 @@ def test_modularity_explicitness_ground_truth_and_random(factors):
     assert rand["explicitness_test"] == pytest.approx(0.5, abs=0.06)
 
 
+def test_modularity_explicitness_constant_factor_is_a_clear_error(factors):
+    constant = factors.copy()
+    constant[:, 1] = 3
+    with pytest.raises(ValueError, match=r"factors\[:, 1\] takes a single value"):
+        modularity_explicitness(transformed(factors), constant)
+
+
 # ---------------------------------------------------------------- MCC
 
 

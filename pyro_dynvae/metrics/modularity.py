@@ -82,6 +82,7 @@ def modularity_explicitness(codes: Any, factors: Any, num_bins: int = 20, *,
     :param float test_fraction: share of rows held out when no test set is given.
     :param random_state: seed of the train/test split.
     :returns: ``{"modularity", "explicitness_train", "explicitness_test", "versions"}``.
+    :raises ValueError: if a factor is constant on the training split.
     """
     codes = check_codes(codes)
     factors = check_factors(factors, codes.shape[0], discrete=True)
@@ -94,6 +95,12 @@ def modularity_explicitness(codes: Any, factors: Any, num_bins: int = 20, *,
     train_normalised, test_normalised = (codes_train - mean) / std, (codes_test - mean) / std
     explicitness_train, explicitness_test = [], []
     for j in range(factors.shape[1]):
+        if np.unique(factors_train[:, j]).size < 2:
+            raise ValueError(
+                f"factors[:, {j}] takes a single value on the training split, so its "
+                "explicitness (a classifier's ROC-AUC) is undefined; pass more rows, a "
+                "smaller test_fraction, or drop the constant factor"
+            )
         classifier = LogisticRegression().fit(train_normalised, factors_train[:, j])
         explicitness_train.append(_one_vs_rest_auc(
             factors_train[:, j], classifier.predict_proba(train_normalised),
