@@ -14,7 +14,8 @@ small "block algebra" (:class:`_FullBlocks`: matrix products and triangular solv
 (:func:`_scan`). The factorisation has two kernels: for scalar chains the Schur recursion
 ``s_{t+1} = d_{t+1} - b_t^2 / s_t`` is one fused operation per step (three if it carried the
 factor as the block path must), and the block path has a hand-written adjoint
-(:class:`_BlockCholeskyFull`).
+(:class:`_BlockCholeskyFull`). The block substitutions (solves, sampling) have hand-written
+adjoints too (:class:`_Substitution`): one substitution the other way.
 
 All functions are pure tensor functions: batched, float32/float64, any device, and
 differentiable. Systems are solved by triangular solves against the factor; an inverse is
@@ -123,9 +124,9 @@ class _FullBlocks:
         return torch.linalg.solve_triangular(chol, x, upper=False, left=left)
 
     @staticmethod
-    def solve_lower_transpose(chol: Tensor, x: Tensor) -> Tensor:
-        """``C^{-T} x``."""
-        return torch.linalg.solve_triangular(chol.mT, x, upper=True)
+    def solve_lower_transpose(chol: Tensor, x: Tensor, left: bool = True) -> Tensor:
+        """``C^{-T} x`` (``left``) or ``x C^{-T}``."""
+        return torch.linalg.solve_triangular(chol.mT, x, upper=True, left=left)
 
     @staticmethod
     def cholesky_inverse(chol: Tensor) -> Tensor:
@@ -134,8 +135,14 @@ class _FullBlocks:
 
     @staticmethod
     def column_outer(a: Tensor, b: Tensor) -> Tensor:
-        """``a b'`` for column matrices: the gradient of an operator applied to columns."""
+        """``a b'`` for column matrices ``(..., n, k)``: the gradient of a block applied to
+        the columns ``b``, in the block's storage."""
         return a @ b.mT
+
+    @staticmethod
+    def lower(a: Tensor) -> Tensor:
+        """The lower triangle: the entries a Cholesky block really has."""
+        return a.tril()
 
     @staticmethod
     def diagonal(a: Tensor) -> Tensor:
@@ -176,7 +183,7 @@ class _DiagonalBlocks:
         return x / chol
 
     @staticmethod
-    def solve_lower_transpose(chol: Tensor, x: Tensor) -> Tensor:
+    def solve_lower_transpose(chol: Tensor, x: Tensor, left: bool = True) -> Tensor:
         return x / chol
 
     @staticmethod
@@ -185,7 +192,11 @@ class _DiagonalBlocks:
 
     @staticmethod
     def column_outer(a: Tensor, b: Tensor) -> Tensor:
-        return (a * b).sum(-1, keepdim=True)
+        return (a * b).sum(-1)
+
+    @staticmethod
+    def lower(a: Tensor) -> Tensor:
+        return a
 
     @staticmethod
     def diagonal(a: Tensor) -> Tensor:
@@ -365,7 +376,8 @@ class _BlockCholeskyFull(torch.autograd.Function):
         first, *rest = diag.unbind(1)
         chol, info, sub = _scan(
             _full_cholesky_step,
-            (*torch.linalg.cholesky_ex(first), first.new_zeros(first.shape)),
+            # a placeholder for E_{-1}, column-major like the solves' results (see _stack_time)
+            (*torch.linalg.cholesky_ex(first), first.new_zeros(first.shape).mT),
             rest,
             offdiag,
         )
@@ -399,12 +411,16 @@ class _BlockCholeskyFull(torch.autograd.Function):
             link,
             reverse=True,
         )
-        schur_grad = torch.linalg.solve_triangular(chol.mT, sym, upper=True)
-        schur_grad = torch.linalg.solve_triangular(chol, schur_grad, upper=False, left=False)
-        grad_w = -w @ schur_grad[:, 1:]
+        # C^{-T} sym C^{-1} and (C_t^{-T} dloss/dW_t)' by right solves only (about twice as fast
+        # as left solves here); sym and so the Schur gradient are symmetric.
+        half = torch.linalg.solve_triangular(chol, sym, upper=False, left=False)
+        schur_grad = torch.linalg.solve_triangular(chol, half.mT, upper=False, left=False)
+        grad_w_t = -schur_grad[:, 1:] @ sub  # (dloss/dW_t)'
         if grad_sub is not None:
-            grad_w += grad_sub.mT
-        grad_offdiag = torch.linalg.solve_triangular(chol[:, :-1].mT, grad_w, upper=True).mT
+            grad_w_t += grad_sub
+        grad_offdiag = torch.linalg.solve_triangular(
+            chol[:, :-1], grad_w_t, upper=False, left=False
+        )
         return 0.5 * schur_grad, grad_offdiag
 
 
@@ -541,50 +557,66 @@ def _linear_scan(alg, rhs: Tensor, coeff: Tensor, reverse: bool) -> Tensor:
     return _scan(lambda x, a_next, m_k: alg.sub_mul(a_next, m_k, x), steps[0], steps[1:], coeff)
 
 
-class _LinearRecurrence(torch.autograd.Function):
-    """:func:`_linear_scan` with its adjoint, the same recursion run the other way with the
-    transposed coefficients: ``lambda_k = g_k - M_k' lambda_{k+1}`` (forward case), one step
-    each, and ``dloss/dM_k = -lambda_{k+1} x_k'`` batched over k. Autograd would spend two
-    products and its bookkeeping per step. ``rhs`` ``(B, K+1, n, k)``; ``coeff`` in operator
-    form (:meth:`_FullBlocks.as_operator`) ``(B, K, ...)``. Once differentiable."""
-
-    @staticmethod
-    def forward(ctx, alg, reverse: bool, rhs: Tensor, coeff: Tensor) -> Tensor:
-        out = _linear_scan(alg, rhs, coeff, reverse)
-        ctx.alg, ctx.reverse = alg, reverse
-        ctx.save_for_backward(coeff, out)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor | None]:
-        alg, reverse = ctx.alg, ctx.reverse
-        coeff, out = ctx.saved_tensors
-        adjoint = _linear_scan(alg, grad_out, alg.transpose(coeff), not reverse)
-        grad_coeff = None
-        if ctx.needs_input_grad[3]:
-            if reverse:
-                grad_coeff = -alg.column_outer(adjoint[:, :-1], out[:, 1:])
-            else:
-                grad_coeff = -alg.column_outer(adjoint[:, 1:], out[:, :-1])
-        return None, None, adjoint, grad_coeff
-
-
 def _forward_substitution(alg, chol: Tensor, sub: Tensor, rhs: Tensor) -> Tensor:
     # L y = h:  C_{t+1} y_{t+1} = h_{t+1} - E_t y_t.  With u_t = C_t y_t the recursion is
     # u_{t+1} = h_{t+1} - M_t u_t, M_t = E_t C_t^{-1}: one multiply-subtract per step, and all
     # triangular solves happen in parallel over t.
     m = alg.as_operator(alg.solve_lower(chol[:, :-1], sub, left=False))
-    u = _LinearRecurrence.apply(alg, False, rhs, m)
+    u = _linear_scan(alg, rhs, m, False)
     return alg.solve_lower(alg.as_operator(chol), u)
 
 
 def _back_substitution(alg, chol: Tensor, sub: Tensor, rhs: Tensor) -> Tensor:
     # L' x = r:  C_t' x_t = r_t - E_t' x_{t+1}.  With v_t = C_t' x_t the recursion is
-    # v_t = r_t - N_t v_{t+1}, N_t = E_t' C_{t+1}^{-T} = (C_{t+1}^{-1} E_t)'.
-    n = alg.as_operator(alg.transpose(alg.solve_lower(chol[:, 1:], sub)))
-    v = _LinearRecurrence.apply(alg, True, rhs, n)
+    # v_t = r_t - N_t v_{t+1}, N_t = E_t' C_{t+1}^{-T} (a right solve).
+    n = alg.as_operator(alg.solve_lower_transpose(chol[:, 1:], alg.transpose(sub), left=False))
+    v = _linear_scan(alg, rhs, n, True)
     return alg.solve_lower_transpose(alg.as_operator(chol), v)
+
+
+class _Substitution(torch.autograd.Function):
+    r"""Forward substitution ``y = L^{-1} h`` or back substitution ``x = L^{-T} r`` (``transpose``)
+    on flattened ``(B, T, ...)`` factor blocks and right-hand sides ``(B, T, n, k)``, with the
+    adjoint written out. For ``y = L^{-1} h``, ``dy = -L^{-1} dL y``, so with ``v = L^{-T} g``
+    (``g`` the incoming gradient)
+
+    .. math::
+
+        \bar h = v,\quad \bar C_t = -\operatorname{tril}(v_t y_t'),\quad
+        \bar E_t = -v_{t+1} y_t',
+
+    and for ``x = L^{-T} r`` with ``u = L^{-1} g``: ``bar r = u``,
+    ``bar C_t = -tril(x_t u_t')``, ``bar E_t = -x_{t+1} u_t'`` (only the blocks that ``L``
+    has). The backward is one substitution the other way and a batched outer product; autograd
+    would instead differentiate the batched triangular solves that precompute the recursion's
+    coefficients, several times the cost. Once differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, alg, transpose: bool, chol: Tensor, sub: Tensor, rhs: Tensor) -> Tensor:
+        out = (_back_substitution if transpose else _forward_substitution)(alg, chol, sub, rhs)
+        ctx.alg, ctx.transpose = alg, transpose
+        ctx.save_for_backward(chol, sub, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[None, None, Tensor | None, Tensor | None, Tensor]:
+        alg = ctx.alg
+        chol, sub, out = ctx.saved_tensors
+        if ctx.transpose:
+            adjoint = _forward_substitution(alg, chol, sub, grad_out)
+            left, right = out, adjoint
+        else:
+            adjoint = _back_substitution(alg, chol, sub, grad_out)
+            left, right = adjoint, out
+        left = -left  # negate the (n, k) columns, not the n x n products
+        grad_chol = grad_sub = None
+        if ctx.needs_input_grad[2]:
+            grad_chol = alg.lower(alg.column_outer(left, right))
+        if ctx.needs_input_grad[3]:
+            grad_sub = alg.column_outer(left[:, 1:], right[:, :-1])
+        return None, None, grad_chol, grad_sub, adjoint
 
 
 def solve_lower(factor: BlockCholesky, rhs: Tensor, *, blocks: str = "full") -> Tensor:
@@ -597,7 +629,7 @@ def solve_lower(factor: BlockCholesky, rhs: Tensor, *, blocks: str = "full") -> 
     """
     alg = _algebra(blocks)
     batch_shape, chol, sub, cols = _factor_and_rhs(factor, rhs, alg)
-    return _unflatten_batch(_forward_substitution(alg, chol, sub, cols), batch_shape)
+    return _unflatten_batch(_Substitution.apply(alg, False, chol, sub, cols), batch_shape)
 
 
 def solve_upper(factor: BlockCholesky, rhs: Tensor, *, blocks: str = "full") -> Tensor:
@@ -610,7 +642,7 @@ def solve_upper(factor: BlockCholesky, rhs: Tensor, *, blocks: str = "full") -> 
     """
     alg = _algebra(blocks)
     batch_shape, chol, sub, cols = _factor_and_rhs(factor, rhs, alg)
-    return _unflatten_batch(_back_substitution(alg, chol, sub, cols), batch_shape)
+    return _unflatten_batch(_Substitution.apply(alg, True, chol, sub, cols), batch_shape)
 
 
 def solve(factor: BlockCholesky, rhs: Tensor, *, blocks: str = "full") -> Tensor:
@@ -622,8 +654,8 @@ def solve(factor: BlockCholesky, rhs: Tensor, *, blocks: str = "full") -> Tensor
     """
     alg = _algebra(blocks)
     batch_shape, chol, sub, cols = _factor_and_rhs(factor, rhs, alg)
-    forward = _forward_substitution(alg, chol, sub, cols)
-    return _unflatten_batch(_back_substitution(alg, chol, sub, forward), batch_shape)
+    forward = _Substitution.apply(alg, False, chol, sub, cols)
+    return _unflatten_batch(_Substitution.apply(alg, True, chol, sub, forward), batch_shape)
 
 
 def selected_inverse(factor: BlockCholesky, *, blocks: str = "full") -> tuple[Tensor, Tensor]:
