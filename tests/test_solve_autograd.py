@@ -101,8 +101,10 @@ def test_backward_does_not_use_the_factor_graph(path):
 def test_errors_and_no_second_derivative():
     diag, off = random_blocks((), 5, 2, "full", seed=4)
     factor = dispatch.factorize(diag, off)
-    with pytest.raises(ValueError, match=r"rhs must be a tensor of shape \(\.\.\., T, n, k\)"):
+    with pytest.raises(ValueError, match=r"rhs must have shape \(\.\.\., T, n, k\) = "):
         dispatch.solve_with_adjoint(factor, diag, off, torch.zeros(5, 2))
+    with pytest.raises(TypeError, match="rhs must be a tensor"):
+        dispatch.solve_with_adjoint(factor, diag, off, [[0.0]])
     with pytest.raises(ValueError, match="offdiag_blocks"):
         dispatch.solve_with_adjoint(factor, diag, off[:3], torch.zeros(5, 2, 1))
     diag.requires_grad_()

@@ -50,11 +50,13 @@ class BlockTridiagMVN(TorchDistribution):
     gradient flows back through it. Otherwise it is computed with
     :func:`~pyro_dynvae.ops.dispatch.logdet_with_selected_inverse_grad`, whose backward is the
     selected inverse ``d log|J| / dJ = Sigma`` on the band, one sweep instead of a replay of
-    the factorisation in reverse; so a model that only evaluates densities (fitting a GMRF
-    prior by maximum likelihood with :meth:`log_prob`, built with ``validate_args=False`` or
-    with validation disabled, as for speed anyway) gets this cheaper backward. Were the factor
-    needed later (for :meth:`rsample`), it is then computed once more. :meth:`from_markov_chain`
-    seeds ``log|J|`` in closed form and factorises nothing for densities.
+    the factorisation in reverse. So a model that only evaluates densities (fitting a GMRF
+    prior by maximum likelihood with :meth:`log_prob`) gets this cheaper backward, provided
+    validation is off (``validate_args=False`` or ``pyro.enable_validation(False)``, the usual
+    setting for speed). If the factor is needed afterwards (:meth:`rsample`, :attr:`variance`)
+    it is computed then, a second factorisation. :meth:`from_markov_chain` seeds ``log|J|`` in
+    closed form and factorises nothing for densities. The mean of :meth:`from_info` has a
+    one-solve backward (:func:`~pyro_dynvae.ops.dispatch.solve_with_adjoint`).
 
     :param torch.Tensor loc: mean ``mu``, ``(..., T, n)``.
     :param torch.Tensor diag_blocks: ``D_t``, symmetric, ``(..., T, n, n)``; with
@@ -268,7 +270,8 @@ class BlockTridiagMVN(TorchDistribution):
             # Error path only: the checked factorisation names the first failing step and batch
             # index, in the same words as everywhere else.
             dispatch.factorize(self._diag, self._offdiag, blocks=self.blocks)
-            raise ValueError(f"precision is not positive definite (time step {failed_step})")
+            steps = failed_step.tolist()
+            raise ValueError(f"precision is not positive definite (time steps {steps})")
         return logdet
 
     # -- moments --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ outer products sum over the columns; with diagonal blocks the gradients are the 
 above. The backward therefore costs one solve with the factor that the forward used, instead of
 replaying the factorisation (every level of cyclic reduction, or every time step of the
 sequential Cholesky) and both substitutions in reverse; it needs neither the factor's autograd
-graph nor memory beyond the solution ``x`` (linear in ``T``).
+graph nor memory beyond the factor itself and the solution ``x`` (both linear in ``T``).
 
 The operator ``J^{-1}`` is passed in as a callable (for instance
 :func:`pyro_dynvae.ops.dispatch.solve` bound to an already computed factor, see
@@ -111,10 +111,11 @@ def block_tridiag_solve(
     :return: ``(..., T, n, k)``, batch dims broadcast from ``rhs`` and ``J``.
     """
     num_steps, dim = check_block_shapes(diag_blocks, offdiag_blocks, blocks=blocks)
-    if not isinstance(rhs, Tensor) or rhs.dim() < 3 or rhs.shape[-3:-1] != (num_steps, dim):
-        shape = tuple(rhs.shape) if isinstance(rhs, Tensor) else type(rhs).__name__
+    if not isinstance(rhs, Tensor):
+        raise TypeError(f"rhs must be a tensor, got {type(rhs).__name__}")
+    if rhs.dim() < 3 or rhs.shape[-3:-1] != (num_steps, dim):
         raise ValueError(
-            f"rhs must be a tensor of shape (..., T, n, k) = (..., {num_steps}, {dim}, k), "
-            f"got {shape}"
+            f"rhs must have shape (..., T, n, k) = (..., {num_steps}, {dim}, k), "
+            f"got {tuple(rhs.shape)}"
         )
     return _BlockTridiagSolve.apply(inverse, diag_blocks, offdiag_blocks, rhs, blocks)
