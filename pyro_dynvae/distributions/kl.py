@@ -31,6 +31,8 @@ def kl_block_tridiag_mvn(q: BlockTridiagMVN, p: BlockTridiagMVN) -> Tensor:
             f"KL needs equal event shapes (T, n), got {tuple(q.event_shape)} and "
             f"{tuple(p.event_shape)}"
         )
+    # q's factor is computed here first, so log|J_q| below reuses it (no second
+    # factorisation); log|J_p| takes whichever route p's state allows (see BlockTridiagMVN).
     cov_diag, cov_offdiag = q._covariance_band
     if q.blocks == p.blocks == "full":
         trace = (p._diag * cov_diag).sum((-1, -2, -3)) + 2 * (p._offdiag * cov_offdiag).sum(

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
+import functools
 import math
 from collections.abc import Iterator
 
@@ -51,6 +53,7 @@ from .cyclic_reduction import (
     cyclic_reduction_transform_noise,
 )
 from .logdet_autograd import block_tridiag_logdet
+from .solve_autograd import block_tridiag_solve
 
 __all__ = [
     "ALGORITHMS",
@@ -62,6 +65,7 @@ __all__ = [
     "sample_transform",
     "selected_inverse",
     "solve",
+    "solve_with_adjoint",
 ]
 
 ALGORITHMS = ("auto", "sequential", "cyclic")
@@ -211,3 +215,45 @@ def logdet_with_selected_inverse_grad(
     """
     chosen = choose_algorithm(diag_blocks, offdiag_blocks, blocks=blocks, algorithm=algorithm)
     return block_tridiag_logdet(diag_blocks, offdiag_blocks, blocks=blocks, algorithm=chosen)
+
+
+def _detached(factor):
+    """A copy of a factor (tensors in named tuples, tuples and dataclasses) with every tensor
+    detached, so that holding it does not keep the factorisation's autograd graph alive."""
+    if isinstance(factor, Tensor):
+        return factor.detach()
+    if dataclasses.is_dataclass(factor):
+        fields = [field.name for field in dataclasses.fields(factor) if field.init]
+        changes = {name: _detached(getattr(factor, name)) for name in fields}
+        return dataclasses.replace(factor, **changes)
+    if isinstance(factor, tuple):
+        parts = [_detached(part) for part in factor]
+        return type(factor)(*parts) if hasattr(factor, "_fields") else tuple(parts)
+    return factor
+
+
+def solve_with_adjoint(
+    factor: Factor,
+    diag_blocks: Tensor,
+    offdiag_blocks: Tensor,
+    rhs: Tensor,
+    *,
+    blocks: str = "full",
+) -> Tensor:
+    """``J^{-1} rhs`` whose backward is one more solve with ``factor``.
+
+    Gradients reach ``diag_blocks``, ``offdiag_blocks`` and ``rhs`` by the closed form of
+    :mod:`~pyro_dynvae.ops.solve_autograd`, never through ``factor`` (used detached, so it may
+    come from :func:`factorize` with or without autograd).
+
+    :param factor: from :func:`factorize` of the same ``diag_blocks`` and ``offdiag_blocks``
+        (either algorithm).
+    :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` with
+        ``blocks="diagonal"``).
+    :param torch.Tensor offdiag_blocks: ``(..., T-1, n, n)`` (``(..., T-1, n)``).
+    :param torch.Tensor rhs: ``(..., T, n, k)``, as for :func:`solve`.
+    :param str blocks: ``"full"`` or ``"diagonal"``.
+    :return: ``(..., T, n, k)``.
+    """
+    inverse = functools.partial(solve, _detached(factor), blocks=blocks)
+    return block_tridiag_solve(inverse, diag_blocks, offdiag_blocks, rhs, blocks=blocks)
