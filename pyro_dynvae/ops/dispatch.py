@@ -16,7 +16,7 @@ always follow the factorisation.
 step on a CPU whatever the work, and on a GPU it is bound by kernel-launch latency; cyclic
 reduction replaces ``T`` such steps by ``log2 T`` wider ones but does more arithmetic. Measured
 on this project's CPU (one thread, float32, log-determinant, T in {100, 1000}, B in {1, 4, 16,
-64}, n in {2, 4, 8, 16, 32}; see ``benchmarks/bench_algorithms.py``), cyclic reduction won or
+64}, n in {2, 4, 8, 16, 32}; see ``benchmarks/bench_block_tridiag.py``), cyclic reduction won or
 tied (1.0-16x) wherever ``B n^3 <= 16384`` or ``B n^2 <= 1024`` (e.g. B=1 up to n=32, B=16 up
 to n=8, B=64 up to n=4) and mostly lost beyond (0.5-1.0x: B=16 at n=16, B=64 at n=8 and n=32;
 single noisy exceptions up to 1.6x). Hence on CPU: cyclic iff ``T >= 16`` and
