@@ -19,7 +19,11 @@ on this project's CPU (one thread, float32, log-determinant, T in {100, 1000}, B
 64}, n in {2, 4, 8, 16, 32}; see ``benchmarks/bench_block_tridiag.py``), cyclic reduction won or
 tied (1.0-16x) wherever ``B n^3 <= 16384`` or ``B n^2 <= 1024`` (e.g. B=1 up to n=32, B=16 up
 to n=8, B=64 up to n=4) and mostly lost beyond (0.5-1.0x: B=16 at n=16, B=64 at n=8 and n=32;
-single noisy exceptions up to 1.6x). Hence on CPU: cyclic iff ``T >= 16`` and
+single noisy exceptions up to 1.6x). Re-measured after the sequential path moved to right
+triangular solves (30 Nov 2026), the boundary held: cyclic/sequential time 0.6-0.9 at B=4 n=16
+and B=16 n=8 (cyclic wins), 1.1-2.1 at B=4 n=32, B=16 n=16 and B=64 n=8, 16 (sequential wins);
+at B=64 n=4 sequential is now slightly ahead (1.1-1.25) while the rule still picks cyclic, a
+near tie left as is. Hence on CPU: cyclic iff ``T >= 16`` and
 (``B n^3 <= 16384`` or ``B n^2 <= 1024``), ``B`` the number of sequences (the product of the batch
 dims). Diagonal blocks (``B n`` scalar chains): the sequential loop is one fused elementwise
 operation per step, so cyclic reduction only won at T=1000 with 16 chains (8.5x) and lost at
