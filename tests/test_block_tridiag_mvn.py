@@ -336,6 +336,7 @@ def test_float32_and_pyro_sample_in_plate():
     assert BlockTridiagMVN.support.event_dim == 2 and BlockTridiagMVN.has_rsample
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("blocks", BLOCKS)
 def test_cuda_matches_cpu(blocks):

@@ -273,6 +273,7 @@ def test_solve_gradients_match_dense_triangular_solves(blocks, solver):
         torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("blocks", ["full", "diagonal"])
 def test_cuda_matches_cpu(blocks):

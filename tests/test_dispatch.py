@@ -128,6 +128,7 @@ def test_sequential_logdet_gradcheck_with_selected_inverse_backward():
     )
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("path", PATHS)
 def test_cuda_paths_agree_with_cpu(path):
