@@ -238,6 +238,34 @@ def test_logdet_gradient_is_selected_inverse(blocks):
     torch.testing.assert_close(offdiag.grad, expected_offdiag)
 
 
+@pytest.mark.parametrize("chunk_steps", [1, 3, 10])
+def test_cholesky_adjoint_in_time_chunks_matches_dense(monkeypatch, chunk_steps):
+    # The block Cholesky's backward runs over chunks of time steps (last first); with 1, 3
+    # (uneven: 10 = 3 + 3 + 3 + 1) and all 10 steps per chunk, the gradient of a loss that
+    # reaches both factor outputs (log-det: C_t; back substitution: C_t and E_t) equals
+    # autograd through the dense Cholesky.
+    batch, num_steps, dim = 2, 10, 2
+    monkeypatch.setattr(ops, "ADJOINT_CHUNK_ELEMENTS", chunk_steps * batch * dim * dim)
+    diag, offdiag, _ = dense_inputs((batch,), num_steps, dim, "full")
+    rhs = torch.randn(batch, num_steps, dim, 1, dtype=torch.float64)
+
+    grads = []
+    for dense in (False, True):
+        d = diag.clone().requires_grad_()
+        b = offdiag.clone().requires_grad_()
+        sym = (d + d.mT) / 2
+        if dense:
+            chol = torch.linalg.cholesky(ops.dense_from_blocks(sym, b))
+            value = torch.linalg.solve_triangular(chol.mT, rhs.reshape(batch, -1, 1), upper=True)
+            total = value.square().sum() + 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum()
+        else:
+            factor = ops.block_cholesky(sym, b)
+            total = ops.solve_upper(factor, rhs).square().sum() + ops.logdet(factor).sum()
+        grads.append(torch.autograd.grad(total, (d, b)))
+    for got, expected in zip(*grads, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
 @pytest.mark.parametrize("blocks", ["full", "diagonal"])
 @pytest.mark.parametrize("solver", ["solve_lower", "solve_upper", "solve"])
 def test_solve_gradients_match_dense_triangular_solves(blocks, solver):
