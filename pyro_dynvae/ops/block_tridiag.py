@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 BLOCK_LAYOUTS = ("full", "diagonal")
-# Floats per batched pass in the block Cholesky's backward (see _BlockCholeskyFull.backward).
+# Floats per batched pass in the block Cholesky's backward on CPU (_BlockCholeskyFull.backward).
 ADJOINT_CHUNK_ELEMENTS = 2**16
 
 
@@ -404,10 +404,13 @@ class _BlockCholeskyFull(torch.autograd.Function):
 
         grad_diag = chol.new_empty(chol.shape)
         grad_offdiag = chol.new_empty(sub.shape)
-        # Chunks of time steps, last first, sized to stay in cache: over the whole sequence at
-        # once every batched pass would stream B T n^2 floats through memory (4x slower than
-        # plain autograd at B=64, T=1000, n=32 before chunking).
-        chunk = max(1, ADJOINT_CHUNK_ELEMENTS // (batch * dim * dim))
+        # On CPU, chunks of time steps, last first, sized to stay in cache: over the whole
+        # sequence at once every batched pass would stream B T n^2 floats through memory (4x
+        # slower than plain autograd at B=64, T=1000, n=32 before chunking). On a GPU, memory
+        # is fast and every chunk costs kernel launches: one chunk.
+        chunk = num_steps
+        if chol.device.type == "cpu":
+            chunk = max(1, ADJOINT_CHUNK_ELEMENTS // (batch * dim * dim))
         q_after = schur_after = None  # Q and dloss/dS (times 2) at the first step of the next chunk
         for start in reversed(range(0, num_steps, chunk)):
             end = min(start + chunk, num_steps)
