@@ -308,18 +308,19 @@ def test_solve_and_noise_transform_are_differentiable(num_steps):
     assert torch.autograd.gradcheck(transform, inputs, fast_mode=num_steps > 3)
 
 
-def _compiled_logdet_matches_eager(backend: str) -> None:
-    diag, off = random_precision((2,), 11, 2, torch.float32, seed=15)
+def _compiled_logdet_matches_eager(backend: str, device: str = "cpu", mode=None) -> None:
+    diag, off = (x.to(device) for x in random_precision((2,), 11, 2, torch.float32, seed=15))
 
     def logdet(d, b):
         factor = cyclic_reduction_factor(d, b)
         return cyclic_reduction_logdet(factor), factor.failed_step
 
-    compiled = torch.compile(logdet, backend=backend, fullgraph=True)  # no graph breaks
-    value, failed = compiled(diag, off)
+    compiled = torch.compile(logdet, backend=backend, fullgraph=True, mode=mode)  # no breaks
     expected, _ = logdet(diag, off)
-    assert failed.tolist() == [-1, -1]
-    assert torch.allclose(value, expected, rtol=1e-5)
+    for _ in range(3):  # with mode="reduce-overhead" the later calls replay a CUDA graph
+        value, failed = compiled(diag, off)
+        assert failed.tolist() == [-1, -1]
+        assert torch.allclose(value, expected, rtol=1e-5)
 
 
 def test_torch_compile_traces_one_graph():
@@ -331,3 +332,12 @@ def test_torch_compile_traces_one_graph():
 @pytest.mark.slow
 def test_torch_compile_inductor():
     _compiled_logdet_matches_eager("inductor")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_torch_compile_inductor_on_cuda(mode):
+    # Inductor's CUDA kernels, and with "reduce-overhead" the whole factorisation as one
+    # replayed CUDA graph (possible because it has no host synchronisation).
+    _compiled_logdet_matches_eager("inductor", "cuda", mode)

@@ -283,12 +283,25 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert "val/elbo" in (tmp_path / "logs" / "version_0" / "metrics.csv").read_text()
 
 
+class RecordTrainingDevices(Callback):
+    """The devices of the parameters and of the batch at every training step."""
+
+    def __init__(self):
+        self.devices = set()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.devices.add(next(pl_module.dynvae.parameters()).device.type)
+        self.devices.update(x.device.type for x in batch)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fit_and_evaluate_on_cuda(tmp_path):
     config = tiny_config(max_steps=4, accelerator="gpu", devices="1")
-    dynvae = run_fit(tmp_path, config)
-    assert next(dynvae.parameters()).is_cuda
+    recorder = RecordTrainingDevices()
+    # Lightning moves the module back to the CPU when fit ends, so look during training.
+    dynvae = run_fit(tmp_path, config, callbacks=[recorder])
+    assert recorder.devices == {"cuda"}
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["rng_states"]["cuda"]
     metrics = finish_run(dynvae, tiny_data(8, 1), config, tmp_path)
