@@ -209,7 +209,8 @@ class LocalPotentials(nn.Module):
     :param int latent_dim: latent size ``n``.
     :param int rank: rank of the low-rank part of ``R_t`` (0 for a diagonal precision).
     :param float precision_floor: smallest diagonal precision.
-    :param float init_precision: ``R_t``'s diagonal at initialisation (through the bias).
+    :param init_precision: ``R_t``'s diagonal at initialisation (through the bias): a float, or
+        a tensor of one value per latent.
     """
 
     def __init__(
@@ -218,7 +219,7 @@ class LocalPotentials(nn.Module):
         latent_dim: int,
         rank: int = 0,
         precision_floor: float = 1e-3,
-        init_precision: float = 1.0,
+        init_precision: float | torch.Tensor = 1.0,
     ):
         super().__init__()
         if rank < 0:
@@ -226,7 +227,11 @@ class LocalPotentials(nn.Module):
         self.latent_dim, self.rank, self.precision_floor = latent_dim, rank, precision_floor
         self.mean = nn.Linear(feature_dim, latent_dim)
         self.precision = nn.Linear(feature_dim, latent_dim)
-        nn.init.constant_(self.precision.bias, inverse_softplus(init_precision))
+        init = torch.as_tensor(init_precision, dtype=self.precision.bias.dtype)
+        if (init <= 0).any():
+            raise ValueError(f"init_precision must be positive, got {init_precision}")
+        with torch.no_grad():
+            self.precision.bias.copy_((init + torch.log(-torch.expm1(-init))).expand(latent_dim))
         self.factor = nn.Linear(feature_dim, latent_dim * rank) if rank else None
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

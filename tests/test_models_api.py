@@ -42,9 +42,11 @@ def test_registry_names_and_configs():
         assert isinstance(config, DynamicsVAEConfig) and config.variant == name
     assert VARIANTS["meanfield"].guide == "meanfield"
     assert VARIANTS["hierarchical"].guide == "structured"
-    # meanfield is hierarchical with the guide swapped, nothing else
+    # meanfield is hierarchical with the guide swapped and no latent velocity (which a guide
+    # without temporal coupling cannot infer), nothing else
+    swapped = {"variant": "meanfield", "guide": "meanfield", "velocity": False}
     assert VARIANTS["meanfield"] == DynamicsVAEConfig(
-        **{**VARIANTS["hierarchical"].to_dict(), "variant": "meanfield", "guide": "meanfield"}
+        **{**VARIANTS["hierarchical"].to_dict(), **swapped}
     )
     assert VARIANTS["beta_vae"].kl_scale > 1
 
@@ -140,12 +142,15 @@ def test_forecast_rolls_the_last_inferred_transition():
         frames = torch.rand(2, 6, 1, 4, 4)
         summary = dynvae.encode(frames)
         latent = summary["z_mean"][:, -1]
+        # the dynamics variants drift by their latent velocity, constant over the forecast
+        velocity = summary["velocity_mean"][:, -1] if variant != "vae" else 0.0
         expected = []
         for _ in range(3):
             if variant == "unconstrained":
-                latent = summary["eigenvalues"][:, -1] * latent
+                latent = summary["eigenvalues"][:, -1] * latent + velocity
             elif variant == "block_a":
                 latent = (summary["transition_matrices"][:, -1] @ latent[..., None])[..., 0]
+                latent = latent + velocity
             expected.append(dynvae.model.decoder(latent).sigmoid())
         assert torch.allclose(dynvae.forecast(frames, 3), torch.stack(expected, 1), atol=1e-6)
 
@@ -182,7 +187,7 @@ def test_block_transitions_have_rotation_scaling_eigenvalues():
 
 
 def test_full_transitions_are_row_major():
-    transitions = build_model("full_a", **TINY).model.transitions
+    transitions = build_model("full_a", velocity=False, **TINY).model.transitions
     theta = torch.arange(16.0)
     z = torch.randn(4)
     by_hand = torch.stack([sum(theta[4 * i + j] * z[j] for j in range(4)) for i in range(4)])
@@ -284,3 +289,58 @@ def test_documented_elbo_terms_match_what_trace_mean_field_does(variant):
         else:  # analytic, or a point estimate (KL(Delta || p) = -log p)
             kl = kl_divergence(guide_fn, model_fn)
             assert kl.shape == guide_fn.batch_shape and torch.isfinite(kl).all()
+
+
+@pytest.mark.parametrize("variant", ["unconstrained", "slow_l1", "block_a"])
+def test_point_estimate_transitions_are_bounded(variant):
+    # a flat prior makes a point estimate free: bounded within eigenvalue_bound of the centre,
+    # however large the network's output
+    dynvae = build_model(variant, eigenvalue_bound=0.25, **TINY)
+    with torch.no_grad():
+        dynvae.guide.dynamics_net.offset.bias.fill_(50.0)
+    theta = dynvae.encode(torch.rand(2, 4, 1, 4, 4))["dynamics"]
+    centre = dynvae.guide.transitions.centre
+    assert torch.allclose(theta - centre, torch.full_like(theta, 0.25))
+    unbounded = build_model(variant, eigenvalue_bound=None, **TINY)
+    with torch.no_grad():
+        unbounded.guide.dynamics_net.offset.bias.fill_(50.0)
+    assert (unbounded.encode(torch.rand(2, 4, 1, 4, 4))["dynamics"] - centre > 49).all()
+
+
+def test_config_of_noise_scales_velocity_and_bounds():
+    assert DynamicsVAEConfig(transition_scale=0.3).transition_scale == (0.3, 0.3)
+    spread = build_model("hierarchical", transition_scale=(0.01, 1.0), **TINY)
+    geometric = 10 ** torch.tensor([-2.0, -4 / 3, -2 / 3, 0.0])  # 0.01 .. 1 over 4 latents
+    torch.testing.assert_close(spread.guide.transitions.transition_scale, geometric)
+    for bad in [(1.0, 0.1), (0.0, 1.0), (0.1, 0.2, 0.3), -1.0]:
+        with pytest.raises(ValueError, match="transition_scale"):
+            DynamicsVAEConfig(transition_scale=bad)
+    with pytest.raises(ValueError, match="velocity=True needs guide='structured'"):
+        build_model("hierarchical", guide="meanfield", **TINY)
+    with pytest.raises(ValueError, match="velocity=True needs linear dynamics"):
+        DynamicsVAEConfig(dynamics="none", velocity=True)
+    with pytest.raises(ValueError, match="eigenvalue_bound"):
+        DynamicsVAEConfig(eigenvalue_bound=0.0)
+    # velocities are states of the chain: twice the latents, the z part decoded
+    summary = spread.encode(torch.rand(2, 3, 1, 4, 4))
+    assert summary["velocity_mean"].shape == summary["z_mean"].shape == (2, 3, 4)
+    assert set(spread.guide.transitions.noise_scales()) == {
+        "transition_scale", "velocity_init_scale", "velocity_noise_scale"
+    }
+
+
+def test_learned_observation_scale_reaches_its_maximum_likelihood():
+    # with z observed and the decoder fixed, max over sigma of log N(x; f(z), sigma^2) is at
+    # sigma^2 = mean squared residual
+    torch.manual_seed(0)
+    dynvae = build_model("vae", learn_observation_scale=True, observation_scale=1.0, **TINY)
+    frames, z = torch.rand(8, 5, 1, 4, 4), torch.randn(8, 5, 4)
+    conditioned = poutine.condition(dynvae.model, data={"z": z})
+    optimizer = torch.optim.Adam([dynvae.model.observation_scale_unconstrained], lr=0.05)
+    for _ in range(300):
+        optimizer.zero_grad()
+        (-poutine.trace(conditioned).get_trace(frames).log_prob_sum()).backward()
+        optimizer.step()
+    with torch.no_grad():
+        residual = (frames - dynvae.model.decoder(z)).pow(2).mean()
+    assert dynvae.model.observation_scale.item() == pytest.approx(residual.sqrt().item(), rel=1e-3)

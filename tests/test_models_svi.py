@@ -76,7 +76,7 @@ NOISE_SCALE, OBSERVATION_SCALE = 0.3, 0.5
 EIGENVALUES = torch.tensor([0.95, 0.6], dtype=torch.float64)
 
 
-def linear_gaussian_model(guide, decoder_weight, potential_rank=0):
+def linear_gaussian_model(guide, decoder_weight, potential_rank=0, velocity=False):
     """``unconstrained`` with a linear decoder (frozen at ``decoder_weight``), Gaussian pixels,
     and its dynamics network frozen at the known eigenvalues: ``p(z | x)`` is Gaussian."""
     dynvae = build_model(
@@ -92,6 +92,8 @@ def linear_gaussian_model(guide, decoder_weight, potential_rank=0):
         learn_transition_scale=False,
         guide=guide,
         potential_rank=potential_rank,
+        velocity=velocity,
+        eigenvalue_bound=None,
     ).double()
     dynamics_net, decoder = dynvae.guide.dynamics_net, dynvae.model.decoder.layers[0]
     with torch.no_grad():
@@ -104,17 +106,29 @@ def linear_gaussian_model(guide, decoder_weight, potential_rank=0):
     return dynvae
 
 
-def chain_covariance(transition_matrices, noise_scale):
+def chain_covariance(transition_matrices, noise_scale, velocity=False):
     """Dense prior covariance of ``z_0 ~ N(0, I)``, ``z_t = A_t z_{t-1} + N(0, q^2 I)`` from
     ``P_t = A_t P_{t-1} A_t' + Q`` and ``Cov(z_t, z_s) = A_t ... A_{s+1} P_s`` (``t >= s``).
+    With ``velocity`` the state is ``(z_t, v_t)``: ``z_t = A_t z_{t-1} + v_{t-1} + w_t``,
+    ``v_t = v_{t-1} + u_t``, ``v_0, u_t ~ N(0, q^2 I)``, written out as ``[[A_t, I], [0, I]]``.
 
     :param transition_matrices: ``(T-1, n, n)``, ``A_1..A_{T-1}``.
     """
     num_frames, n = transition_matrices.shape[0] + 1, transition_matrices.shape[-1]
     eye = torch.eye(n, dtype=transition_matrices.dtype)
     marginal = [eye]
+    noise = noise_scale**2 * eye
+    if velocity:
+        zero = torch.zeros_like(eye)
+        transition_matrices = torch.stack(
+            [torch.cat([torch.cat([a, eye], 1), torch.cat([zero, eye], 1)])
+             for a in transition_matrices]
+        )
+        marginal = [torch.block_diag(eye, noise)]
+        noise = torch.block_diag(noise, noise)
+        n = 2 * n
     for transition in transition_matrices:
-        marginal.append(transition @ marginal[-1] @ transition.T + noise_scale**2 * eye)
+        marginal.append(transition @ marginal[-1] @ transition.T + noise)
     covariance = torch.zeros(num_frames * n, num_frames * n, dtype=eye.dtype)
     for s in range(num_frames):
         block = marginal[s]
@@ -126,19 +140,23 @@ def chain_covariance(transition_matrices, noise_scale):
     return covariance
 
 
-def linear_gaussian_problem(decoder_weight, seed=0):
-    """Frames sampled from the model and the exact posterior ``p(z | x)`` of each sequence."""
+def linear_gaussian_problem(decoder_weight, seed=0, velocity=False):
+    """Frames sampled from the model and the exact posterior ``p(z | x)`` of each sequence
+    (of the states ``(z_t, v_t)`` with ``velocity``)."""
     generator = torch.Generator().manual_seed(seed)
     transitions = torch.diag(EIGENVALUES).expand(FRAMES - 1, LATENT, LATENT)
-    covariance = chain_covariance(transitions, NOISE_SCALE)
-    latents = dist.MultivariateNormal(torch.zeros(FRAMES * LATENT, dtype=torch.float64), covariance)
+    covariance = chain_covariance(transitions, NOISE_SCALE, velocity)
+    state = 2 * LATENT if velocity else LATENT
+    latents = dist.MultivariateNormal(torch.zeros(FRAMES * state, dtype=torch.float64), covariance)
     torch.manual_seed(seed)
-    z = latents.sample((SEQUENCES,)).reshape(SEQUENCES, FRAMES, LATENT)
+    z = latents.sample((SEQUENCES,)).reshape(SEQUENCES, FRAMES, state)[..., :LATENT]
     noise = torch.randn(SEQUENCES, FRAMES, PIXELS, dtype=torch.float64, generator=generator)
     pixels = z @ decoder_weight.T + OBSERVATION_SCALE * noise
     gram = decoder_weight.T @ decoder_weight / OBSERVATION_SCALE**2
-    precision = torch.linalg.inv(covariance) + torch.block_diag(*[gram] * FRAMES)
-    info = (pixels @ decoder_weight / OBSERVATION_SCALE**2).reshape(SEQUENCES, -1)
+    local = torch.block_diag(gram, torch.zeros(state - LATENT, state - LATENT))
+    precision = torch.linalg.inv(covariance) + torch.block_diag(*[local] * FRAMES)
+    info = pixels @ decoder_weight / OBSERVATION_SCALE**2
+    info = torch.nn.functional.pad(info, (0, state - LATENT)).reshape(SEQUENCES, -1)
     mean = torch.linalg.solve(precision, info.T).T
     exact = dist.MultivariateNormal(mean, precision_matrix=precision)
     return pixels.reshape(SEQUENCES, FRAMES, 1, 2, 2), exact
@@ -161,14 +179,16 @@ SKEWED_WEIGHT = torch.tensor(
 )
 
 
+@pytest.mark.parametrize("velocity", [False, True], ids=["position", "velocity"])
 @pytest.mark.parametrize(
     "potential_rank, weight", [(0, ORTHOGONAL_WEIGHT), (2, SKEWED_WEIGHT)], ids=["diag", "lowrank"]
 )
-def test_exact_posterior_is_in_the_structured_family(potential_rank, weight):
+def test_exact_posterior_is_in_the_structured_family(potential_rank, weight, velocity):
     # the encoder weights that give p(z | x): R = W'W / sigma^2, m_t = R^-1 W' x_t / sigma^2;
-    # diagonal R_t needs W'W diagonal, R = diag(d) + U U' (rank 2) represents any W'W
-    frames, exact = linear_gaussian_problem(weight)
-    dynvae = linear_gaussian_model("structured", weight, potential_rank)
+    # diagonal R_t needs W'W diagonal, R = diag(d) + U U' (rank 2) represents any W'W. With a
+    # latent velocity the frames' potentials act on the z part of the states only.
+    frames, exact = linear_gaussian_problem(weight, velocity=velocity)
+    dynvae = linear_gaussian_model("structured", weight, potential_rank, velocity)
     potentials = dynvae.guide.potentials
     gram = weight.T @ weight / OBSERVATION_SCALE**2
     if potential_rank == 0:
@@ -208,10 +228,11 @@ def test_structured_guide_recovers_exact_posterior_and_meanfield_cannot():
     assert kls["meanfield"].mean() > 10 * kls["structured"].mean()
 
 
+@pytest.mark.parametrize("velocity", [False, True], ids=["position", "velocity"])
 @pytest.mark.parametrize("variant", ["unconstrained", "full_a", "block_a"])
-def test_latent_prior_is_the_dense_markov_chain(variant):
+def test_latent_prior_is_the_dense_markov_chain(variant, velocity):
     torch.manual_seed(0)
-    dynvae = build_model(variant, transition_scale=0.4, **TINY).double()
+    dynvae = build_model(variant, transition_scale=0.4, velocity=velocity, **TINY).double()
     transitions = dynvae.model.transitions
     if variant == "block_a":  # a basis away from the identity
         with torch.no_grad():
@@ -220,10 +241,11 @@ def test_latent_prior_is_the_dense_markov_chain(variant):
     centre = transitions.centre.double()
     theta = centre + 0.2 * torch.randn(3, 5, transitions.num_params, dtype=torch.float64)
     prior = transitions.prior(theta, 6, theta)
-    z = torch.randn(3, 6, 4, dtype=torch.float64)
+    state = 8 if velocity else 4
+    z = torch.randn(3, 6, state, dtype=torch.float64)
     for b in range(3):
-        covariance = chain_covariance(transitions.transition_matrices(theta[b]), 0.4)
-        dense = dist.MultivariateNormal(torch.zeros(24, dtype=torch.float64), covariance)
+        covariance = chain_covariance(transitions.transition_matrices(theta[b]), 0.4, velocity)
+        dense = dist.MultivariateNormal(torch.zeros(6 * state, dtype=torch.float64), covariance)
         assert torch.allclose(prior.log_prob(z)[b], dense.log_prob(z[b].flatten()))
 
 
@@ -255,9 +277,9 @@ def test_analytic_and_monte_carlo_elbo_agree(variant):
 @pytest.mark.parametrize("penalty_variant", ["slow_l1", "weighted_l1"])
 def test_penalty_equals_laplace_log_density_at_matching_scale(penalty_variant):
     torch.manual_seed(0)
-    penalised = build_model(penalty_variant, **TINY)
+    penalised = build_model(penalty_variant, velocity=False, **TINY)
     gamma = penalised.model.penalty_weights  # one weight per latent for diagonal dynamics
-    prior = build_model("hierarchical", scale_inference="type2", **TINY)
+    prior = build_model("hierarchical", scale_inference="type2", velocity=False, **TINY)
     prior.model.load_state_dict(penalised.model.state_dict(), strict=False)
     prior.model.scales = 1 / gamma
     frames = moving_bar_frames(3, 5, seed=3)
@@ -290,7 +312,9 @@ def test_minibatch_scaling_of_local_and_global_sites():
 def test_type2_scales_reach_the_laplace_maximum_likelihood():
     # with theta observed, maximising log p(theta | s) over s gives s_i = mean |theta_i - 1|
     torch.manual_seed(0)
-    dynvae = build_model("hierarchical", scale_inference="type2", prior_scale=1.0, **TINY)
+    dynvae = build_model(
+        "hierarchical", scale_inference="type2", prior_scale=1.0, velocity=False, **TINY
+    )
     true_scales = torch.tensor([0.05, 0.2, 0.5, 1.0])
     theta = 1 + torch.distributions.Laplace(0.0, true_scales).sample((16, 8))
     z = torch.randn(16, 9, 4)
@@ -305,11 +329,13 @@ def test_type2_scales_reach_the_laplace_maximum_likelihood():
     assert torch.allclose(dynvae.model.scales, expected, rtol=0.02)
 
 
-def test_hierarchical_prior_puts_the_static_factor_in_a_slow_latent():
-    # known answer: in moving_bar_frames the background level is static and the bar moves;
-    # the latent with the smallest learned prior scale s_i should carry the level, with
-    # eigenvalues at 1 and a code constant in time
-    torch.manual_seed(0)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hierarchical_model_puts_the_static_factor_in_a_static_latent(seed):
+    # known answer: in moving_bar_frames the background level is static and the bar moves. The
+    # latent the model's own dynamics call the most static (smallest transition noise q_i)
+    # must hold the level, constant within a sequence: within-sequence variance of its
+    # posterior mean below 1% of its variance across sequences
+    torch.manual_seed(seed)
     frames = moving_bar_frames(64, 8, seed=1)
     level = frames[:, 0].amin((-1, -2, -3))
     dynvae = build_model(
@@ -321,10 +347,11 @@ def test_hierarchical_prior_puts_the_static_factor_in_a_slow_latent():
     )
     train(dynvae, frames, steps=300, lr=1e-2)
     summary = dynvae.encode(frames)
-    scales = summary["prior_scales"]
-    slow = scales.argmin()
-    assert scales[slow] < 0.5 * scales.max()
-    assert (summary["eigenvalues"][..., slow].mean() - 1).abs() < 0.03
-    code = summary["z_mean"][..., slow]
-    assert code.std(1).mean() < 0.5 * code.mean(1).std()
+    static = dynvae.guide.transitions.transition_scale.argmin()
+    code = summary["z_mean"][..., static]
+    assert code.var(1).mean() < 0.01 * code.mean(1).var()
     assert torch.corrcoef(torch.stack([code.mean(1), level]))[0, 1].abs() > 0.95
+    # its eigenvalues sit at 1, and the bar is carried by latents that move
+    assert (summary["eigenvalues"][..., static].mean() - 1).abs() < 0.03
+    ratios = summary["z_mean"].var(1).mean(0) / summary["z_mean"].mean(1).var(0)
+    assert ratios.max() > 1

@@ -67,7 +67,6 @@ _POSITIVE = (
     "latent_dim",
     "prior_scale",
     "penalty_ratio",
-    "transition_scale",
     "block_basis_log_cond",
     "slowness_rate",
     "precision_floor",
@@ -92,8 +91,14 @@ class DynamicsVAEConfig:
     ``dynamics_prior`` (None: flat, ``"laplace"``, ``"normal"``, centred on the identity with
     scales ``s``); ``scale_inference`` and ``prior_scale`` (``s`` fixed at / initialised to this;
     the variational ``q(s)`` starts with this median); ``penalty_weight`` (``gamma``, 0 for none),
-    ``penalty_schedule``, ``penalty_ratio``; ``transition_scale`` (initial standard deviation of
-    the transition noise ``Q = diag(q^2)``, learned when ``learn_transition_scale``);
+    ``penalty_schedule``, ``penalty_ratio``; ``transition_scale`` ``(lowest, highest)`` (initial
+    standard deviations ``q_i`` of the transition noise ``Q = diag(q^2)``, spread geometrically
+    over the latents, and of the velocity's; a single float gives every latent the same scale;
+    learned when ``learn_transition_scale``); ``velocity`` (a latent velocity per latent, the
+    drift ``z_t = A_t z_{t-1} + v_{t-1} + w_t`` that translation needs, see
+    :mod:`~pyro_dynvae.models.dynamics`); ``eigenvalue_bound`` (``b``: point-estimate transition
+    parameters are ``c + b tanh((NN - c) / b)``, within ``b`` of the identity, so that a flat
+    prior cannot make them a free channel for the frames' content; None: unbounded);
     ``block_basis_log_cond`` (block basis ``L``: ``cond(L) < exp(block_basis_log_cond)``);
     ``slowness_rate`` (Laplace rate of the slowVAE walk).
 
@@ -102,11 +107,16 @@ class DynamicsVAEConfig:
     ``precision_floor``.
 
     Objective: ``kl_scale`` (``beta`` on the latent term), ``likelihood``
-    (``"continuous_bernoulli"`` on frames in [0, 1], ``"bernoulli"`` on frames binarised at
-    0.5, ``"gaussian"`` with standard deviation ``observation_scale``). On (nearly) binary
-    frames such as Moving MNIST prefer ``"bernoulli"``: the continuous Bernoulli's density grows
-    without bound as its parameter goes to 0 or 1 (capped only by float32 clamping, about 2.8
-    nats per pixel), so its loss is dominated by pushing background logits to the extremes.
+    (``"gaussian"`` with standard deviation ``observation_scale``, a learned parameter when
+    ``learn_observation_scale`` (type-II maximum likelihood, the calibrated decoder of Rybkin et
+    al. 2021, "Simple and effective VAE training with calibrated decoders"); ``"bernoulli"`` on
+    frames binarised at 0.5; ``"continuous_bernoulli"`` on frames in [0, 1]). Training picks the
+    dataset's default (:data:`pyro_dynvae.defaults.DATASET_MODEL_DEFAULTS`): Bernoulli for
+    (nearly) binary frames such as Moving MNIST, a Gaussian with a learned scale for sprites
+    over grey or textured backgrounds. The continuous Bernoulli's density grows without bound
+    as its parameter goes to 0 or 1 (capped only by float32 clamping, about 2.8 nats per pixel),
+    so on nearly binary frames its loss is dominated by pushing background logits to the
+    extremes.
 
     Networks: ``architecture`` (``"conv"`` or ``"mlp"`` on flattened frames), ``conv_channels``,
     ``feature_dim`` (conv features), ``encoder_hidden`` / ``decoder_hidden`` (MLP widths; ``()``
@@ -126,16 +136,19 @@ class DynamicsVAEConfig:
     penalty_weight: float = 0.0
     penalty_schedule: str = "constant"
     penalty_ratio: float = 2.0
-    transition_scale: float = 0.3
+    transition_scale: tuple[float, float] = (0.01, 1.0)
     learn_transition_scale: bool = True
+    velocity: bool = False
+    eigenvalue_bound: float | None = 0.5
     block_basis_log_cond: float = 2.0
     slowness_rate: float = 6.0
     guide: str = "structured"
     potential_rank: int = 0
     precision_floor: float = 1e-3
     kl_scale: float = 1.0
-    likelihood: str = "continuous_bernoulli"
+    likelihood: str = "gaussian"
     observation_scale: float = 0.1
+    learn_observation_scale: bool = False
     architecture: str = "conv"
     conv_channels: tuple[int, ...] = (16, 32, 32, 64)
     feature_dim: int = 128
@@ -146,6 +159,16 @@ class DynamicsVAEConfig:
     def __post_init__(self):
         for name in _TUPLES:
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        scale_range = self.transition_scale
+        if isinstance(scale_range, (int, float)):
+            scale_range = (scale_range, scale_range)
+        scale_range = tuple(float(v) for v in scale_range)
+        if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(
+                "transition_scale must be a positive float or a pair (lowest, highest) with "
+                f"0 < lowest <= highest, got {self.transition_scale!r}"
+            )
+        object.__setattr__(self, "transition_scale", scale_range)
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
@@ -158,6 +181,20 @@ class DynamicsVAEConfig:
             raise ValueError(f"num_sequences must be positive or None, got {self.num_sequences}")
         if self.dynamics == "block" and self.latent_dim % 2:
             raise ValueError(f"block dynamics need an even latent_dim, got {self.latent_dim}")
+        if self.eigenvalue_bound is not None and not self.eigenvalue_bound > 0:
+            raise ValueError(
+                f"eigenvalue_bound must be positive or None, got {self.eigenvalue_bound}"
+            )
+        if self.velocity and not self.has_dynamics_site:
+            raise ValueError(
+                "velocity=True needs linear dynamics (diagonal, full or block), "
+                f"got dynamics={self.dynamics!r}"
+            )
+        if self.velocity and self.guide == "meanfield":
+            raise ValueError(
+                "velocity=True needs guide='structured': a mean-field guide has no temporal "
+                "coupling through which to infer a velocity that no single frame shows"
+            )
         if self.dynamics == "random_walk" and self.guide == "structured":
             raise ValueError(
                 "the structured guide adds potentials to a Gaussian chain's precision; "
@@ -211,15 +248,17 @@ def _variant(name: str, **fields: Any) -> DynamicsVAEConfig:
 
 _HIERARCHICAL = dict(dynamics_posterior="normal", dynamics_prior="laplace")
 _MEANFIELD_BASELINE = dict(guide="meanfield")
+_CHAIN = dict(velocity=True)
 
 #: name -> :class:`DynamicsVAEConfig`; :func:`build_model` starts from these.
 VARIANTS: dict[str, DynamicsVAEConfig] = {
-    "unconstrained": _variant("unconstrained"),
-    "slow_l1": _variant("slow_l1", penalty_weight=10.0),
-    "weighted_l1": _variant("weighted_l1", penalty_weight=2.0, penalty_schedule="linear"),
-    "hierarchical": _variant("hierarchical", **_HIERARCHICAL),
-    "full_a": _variant("full_a", dynamics="full", penalty_weight=10.0),
-    "block_a": _variant("block_a", dynamics="block", penalty_weight=10.0),
+    "unconstrained": _variant("unconstrained", **_CHAIN),
+    "slow_l1": _variant("slow_l1", penalty_weight=10.0, **_CHAIN),
+    "weighted_l1": _variant("weighted_l1", penalty_weight=2.0, penalty_schedule="linear", **_CHAIN),
+    "hierarchical": _variant("hierarchical", **_HIERARCHICAL, **_CHAIN),
+    "full_a": _variant("full_a", dynamics="full", penalty_weight=10.0, **_CHAIN),
+    "block_a": _variant("block_a", dynamics="block", penalty_weight=10.0, **_CHAIN),
+    # a mean-field guide cannot infer a velocity (no single frame shows one): no velocity
     "meanfield": _variant("meanfield", **_HIERARCHICAL, **_MEANFIELD_BASELINE),
     "vae": _variant("vae", dynamics="none", **_MEANFIELD_BASELINE),
     "beta_vae": _variant("beta_vae", dynamics="none", kl_scale=4.0, **_MEANFIELD_BASELINE),

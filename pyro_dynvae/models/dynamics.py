@@ -1,9 +1,15 @@
-"""Latent dynamics: transition matrices from transition parameters, and the prior over ``z``.
+r"""Latent dynamics: transition matrices from transition parameters, and the prior over ``z``.
 
-The latent chain is ``z_0 ~ N(0, I)``, ``z_t = A_t z_{t-1} + w_t``, ``w_t ~ N(0, Q)`` with
-``Q = diag(q^2)``, column-vector convention (``BlockTridiagMVN.from_markov_chain``'s). Its law
-is a Gaussian with block-tridiagonal precision, the prior ``p(z | theta)`` of the model. The
-transition parameters ``theta_t`` (``t = 1..T-1``, shape ``(..., T-1, d)``) map to ``A_t``:
+Per-frame latents ``z_t`` (``n`` of them, what the decoder reads) follow the linear-Gaussian chain
+
+.. math::
+
+    z_0 \sim N(0, I), \quad z_t = A_t z_{t-1} + v_{t-1} + w_t, \quad w_t \sim N(0, Q),
+    \quad Q = \mathrm{diag}(q^2)
+
+(column-vector convention, :meth:`BlockTridiagMVN.from_markov_chain`'s). Its law is a Gaussian
+with block-tridiagonal precision, the prior ``p(z | theta)`` of the model. The transition
+parameters ``theta_t`` (``t = 1..T-1``, shape ``(..., T-1, d)``) map to ``A_t``:
 
 - ``"diagonal"``: ``A_t = diag(lambda_t)``, ``theta_t = lambda_t`` (``d = n``), the
   factorised case, handled by BlockTridiagMVN's ``blocks="diagonal"`` path;
@@ -16,12 +22,41 @@ transition parameters ``theta_t`` (``t = 1..T-1``, shape ``(..., T-1, d)``) map 
 - ``"random_walk"``: slowVAE (Klindt et al. 2021, "Towards nonlinear disentanglement in natural
   data with temporal sparse coding"): ``z_0 ~ N(0, I)``, ``z_t - z_{t-1} ~ Laplace(0, 1/rate)``.
 
+**Which motion the chain can represent.** A multiplicative ``A_t`` moves a latent towards or away
+from 0 (``|lambda| != 1``) or rotates latent pairs (block dynamics); it cannot translate: under
+``z_t = lambda z_{t-1}`` a latent that encodes an object's position moves at a speed proportional
+to its distance from the origin. Translation at a constant speed needs a drift. With
+``velocity=True`` every latent gets a latent velocity ``v^(i)`` (the local linear trend model of
+structural time series, Harvey 1989, "Forecasting, structural time series models and the Kalman
+filter"):
+
+.. math::
+
+    v_0 \sim N(0, \mathrm{diag}(\sigma_v^2)), \quad v_t = v_{t-1} + u_t, \quad
+    u_t \sim N(0, \mathrm{diag}(r^2)),
+
+so the chain's state is ``x_t = (z_t, v_t)`` of size ``2n`` with transition
+``[[A_t, I], [0, I]]`` and noise ``diag(q^2, r^2)``. The velocity is a latent variable of the
+Gaussian chain, not a free output of a network: it has a prior and a posterior (the structured
+guide infers it from the positions it couples to), so it costs what it encodes in the ELBO and
+the forecast extrapolates it. A bounce is one large innovation ``u_t``.
+
+**Static latents.** Every latent has its own learned noise scales ``q_i`` (and ``sigma_v,i``,
+``r_i``). A latent whose scales go to 0 is constant over a sequence: its KL term costs one
+``N(0, 1)`` code per sequence instead of one per frame, so the ELBO stores what does not change
+(identity, shape, colour) in such latents when it can. If every latent starts with the same
+scales, nothing breaks the symmetry between them and training keeps them equal (measured); the
+scales therefore start spread geometrically over ``transition_scale = (lowest, highest)`` across
+the latents (still learned), so that some latents start nearly static and some fast.
+
 Each coordinate of ``theta`` belongs to a scale group (the latent it drives): latent ``i`` for
 diagonal, row ``i`` of ``A_t`` for full, pair ``k`` for block dynamics. Prior scales ``s`` and
 penalty weights ``gamma`` are per group.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from pyro.distributions import Laplace, Normal, TorchDistribution, constraints
@@ -32,7 +67,7 @@ from pyro_dynvae.distributions import BlockTridiagMVN
 
 from .config import DynamicsVAEConfig
 
-__all__ = ["LaplaceRandomWalk", "LatentDynamics", "group_weights"]
+__all__ = ["LaplaceRandomWalk", "LatentDynamics", "group_weights", "initial_scales"]
 
 
 class LaplaceRandomWalk(TorchDistribution):
@@ -87,11 +122,21 @@ def group_weights(num_groups: int, weight: float, schedule: str, ratio: float) -
     raise ValueError(f"penalty_schedule must be constant, linear or geometric, got {schedule!r}")
 
 
+def initial_scales(scale_range: tuple[float, float], num_latents: int) -> torch.Tensor:
+    """Initial noise scales spread geometrically from ``scale_range[0]`` (latent 0) to
+    ``scale_range[1]`` (latent ``n-1``); equal ends give equal scales."""
+    low, high = (float(value) for value in scale_range)
+    if num_latents == 1:
+        return torch.tensor([math.sqrt(low * high)])
+    return torch.logspace(math.log10(low), math.log10(high), num_latents)
+
+
 class LatentDynamics(PyroModule):
     """Transition noise, block basis and the map ``theta -> A_t -> p(z | theta)``.
 
     Shared by model and guide (the structured guide adds its potentials to this prior's
-    precision).
+    precision). The chain's state is ``z_t`` (``n``), or ``(z_t, v_t)`` (``2n``) with
+    ``velocity``; :meth:`positions` takes the ``z`` part of a state.
 
     :param DynamicsVAEConfig config: the model configuration.
     """
@@ -100,14 +145,22 @@ class LatentDynamics(PyroModule):
         super().__init__()
         n = config.latent_dim
         self.kind, self.latent_dim = config.dynamics, n
+        # factor on the z term of model and guide alike (KL annealing; see DynamicsVAE)
+        self.kl_annealing = 1.0
+        self.has_velocity = config.velocity
+        self.state_dim = 2 * n if config.velocity else n
         if self.kind == "random_walk":
             self.register_buffer("slowness_rate", torch.tensor(float(config.slowness_rate)))
         elif self.kind != "none":
-            scale = torch.full((n,), float(config.transition_scale))
-            if config.learn_transition_scale:
-                self.transition_scale = PyroParam(scale, constraint=constraints.positive)
-            else:
-                self.register_buffer("transition_scale", scale)
+            scales = initial_scales(config.transition_scale, n)
+            names = ["transition_scale"]
+            if config.velocity:
+                names += ["velocity_init_scale", "velocity_noise_scale"]
+            for name in names:
+                if config.learn_transition_scale:
+                    setattr(self, name, PyroParam(scales.clone(), constraint=constraints.positive))
+                else:
+                    self.register_buffer(name, scales.clone())
         if self.kind == "diagonal":
             centre, groups = torch.ones(n), torch.arange(n)
         elif self.kind == "full":
@@ -129,6 +182,10 @@ class LatentDynamics(PyroModule):
         """``d``, the number of transition parameters per step."""
         return self.centre.shape[0]
 
+    def positions(self, states: torch.Tensor) -> torch.Tensor:
+        """The latents ``z`` ``(..., n)`` of chain states ``(..., state_dim)``."""
+        return states[..., : self.latent_dim]
+
     def basis(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Block dynamics' basis ``L`` and its inverse (both ``(n, n)``)."""
         rotation = torch.linalg.matrix_exp(self.basis_skew - self.basis_skew.T)
@@ -136,7 +193,8 @@ class LatentDynamics(PyroModule):
         return rotation * log_scale.exp(), rotation.T * (-log_scale).exp().unsqueeze(-1)
 
     def transition_matrices(self, theta: torch.Tensor) -> torch.Tensor:
-        """``A_t`` as dense matrices ``(..., T-1, n, n)`` from ``theta`` ``(..., T-1, d)``."""
+        """``A_t`` as dense matrices ``(..., T-1, n, n)`` from ``theta`` ``(..., T-1, d)``
+        (the map of ``z``; with ``velocity`` the chain adds ``v_{t-1}``)."""
         n = self.latent_dim
         if self.kind == "diagonal":
             return torch.diag_embed(theta)
@@ -158,7 +216,8 @@ class LatentDynamics(PyroModule):
         """Complex eigenvalues of ``A_t``, ``(..., T-1, n)``.
 
         Diagonal: ``lambda_t`` in latent order; block: ``r_k exp(+-i phi_k)`` in pair order;
-        full: ``torch.linalg.eigvals`` order (not tied to latents).
+        full: ``torch.linalg.eigvals`` order (not tied to latents). (With ``velocity`` the
+        chain's transition ``[[A_t, I], [0, I]]`` has these and ``n`` more eigenvalues at 1.)
         """
         if self.kind == "diagonal":
             return torch.complex(theta, torch.zeros_like(theta))
@@ -169,10 +228,17 @@ class LatentDynamics(PyroModule):
             return pairs.flatten(-2)
         return torch.linalg.eigvals(self.transition_matrices(theta))
 
+    def noise_scales(self) -> dict[str, torch.Tensor]:
+        """The learned scales, ``(n,)`` each: ``transition_scale`` ``q`` and, with
+        ``velocity``, ``velocity_init_scale`` ``sigma_v`` and ``velocity_noise_scale`` ``r``
+        (empty for ``"none"`` and ``"random_walk"``)."""
+        names = ("transition_scale", "velocity_init_scale", "velocity_noise_scale")
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
     def prior(
         self, theta: torch.Tensor | None, num_frames: int, like: torch.Tensor
     ) -> TorchDistribution:
-        """``p(z | theta)`` with event shape ``(T, n)``.
+        """``p(z | theta)`` (the chain's states) with event shape ``(T, state_dim)``.
 
         :param theta: ``(..., T-1, d)`` transition parameters (None for ``"none"`` and
             ``"random_walk"``, which then have batch shape ``()``).
@@ -180,7 +246,6 @@ class LatentDynamics(PyroModule):
         :param torch.Tensor like: a tensor with the wanted dtype and device.
         """
         n = self.latent_dim
-        zeros = like.new_zeros(n)
         if self.kind == "random_walk":
             return LaplaceRandomWalk(num_frames, n, self.slowness_rate.to(like))
         if self.kind == "none":
@@ -191,26 +256,43 @@ class LatentDynamics(PyroModule):
                 blocks="diagonal",
             )
         noise = self.transition_scale.to(like) ** 2
-        if self.kind == "diagonal":
+        if self.kind == "diagonal" and not self.has_velocity:
             return BlockTridiagMVN.from_markov_chain(
-                zeros, like.new_ones(n), theta, noise.expand(theta.shape), blocks="diagonal"
+                like.new_zeros(n), like.new_ones(n), theta, noise.expand(theta.shape),
+                blocks="diagonal",
             )
         trans_matrix = self.transition_matrices(theta)
+        init_variance = like.new_ones(n)
+        if self.has_velocity:
+            eye = torch.eye(n, dtype=like.dtype, device=like.device).expand(trans_matrix.shape)
+            trans_matrix = torch.cat(
+                [torch.cat([trans_matrix, eye], -1), torch.cat([torch.zeros_like(eye), eye], -1)],
+                -2,
+            )
+            init_variance = torch.cat([init_variance, self.velocity_init_scale.to(like) ** 2])
+            noise = torch.cat([noise, self.velocity_noise_scale.to(like) ** 2])
         return BlockTridiagMVN.from_markov_chain(
-            zeros,
-            torch.eye(n, dtype=like.dtype, device=like.device),
+            like.new_zeros(self.state_dim),
+            torch.diag_embed(init_variance),
             trans_matrix,
             torch.diag_embed(noise).expand(trans_matrix.shape),
         )
 
-    def propagate(self, theta: torch.Tensor | None, latents: torch.Tensor) -> torch.Tensor:
-        """Mean of ``z_{t+1}`` given ``z_t = latents`` under the step with parameters ``theta``.
+    def propagate(self, theta: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor:
+        """Mean of the state at ``t+1`` given the state ``states`` at ``t`` under the step with
+        parameters ``theta``: ``A z (+ v)``, and ``v`` with ``velocity``.
 
         :param theta: ``(..., d)`` or None (``"none"``, ``"random_walk"``: the latent persists).
-        :param latents: ``(..., n)``.
+        :param states: ``(..., state_dim)``.
         """
         if theta is None:
-            return latents
+            return states
+        latents = self.positions(states)
         if self.kind == "diagonal":
-            return theta * latents
-        return (self.transition_matrices(theta) @ latents.unsqueeze(-1)).squeeze(-1)
+            moved = theta * latents
+        else:
+            moved = (self.transition_matrices(theta) @ latents.unsqueeze(-1)).squeeze(-1)
+        if not self.has_velocity:
+            return moved
+        velocity = states[..., self.latent_dim :]
+        return torch.cat([moved + velocity, velocity], dim=-1)

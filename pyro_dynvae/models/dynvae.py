@@ -6,6 +6,8 @@ Generative model per sequence ``x_{0:T-1}`` (DESIGN.md section 3)::
     theta_t  ~ Laplace(c, s) / Normal(c, s)    t = 1..T-1  (flat prior + pyro.factor penalty
                                                for the penalty variants)
     z        ~ p(z | theta) = BlockTridiagMVN.from_markov_chain(0, I, A(theta_t), Q)
+                                               (states (z_t, v_t) with a latent velocity,
+                                               see pyro_dynvae.models.dynamics)
     x_t      ~ ContinuousBernoulli(logits=decoder(z_t))   (or Bernoulli, or Normal)
 
 inside a plate over sequences of size ``num_sequences`` subsampled to the minibatch, so global
@@ -49,7 +51,7 @@ from pyro_dynvae.nets import (
 )
 
 from .config import VARIANTS, DynamicsVAEConfig
-from .dynamics import LatentDynamics, group_weights
+from .dynamics import LatentDynamics, group_weights, initial_scales
 
 __all__ = ["DynamicsGuide", "DynamicsModel", "DynamicsVAE", "build_model"]
 
@@ -76,19 +78,19 @@ def _sequence_plate(config: DynamicsVAEConfig, batch_size: int, device) -> pyro.
     return pyro.plate("sequences", size, subsample=torch.arange(batch_size, device=device), dim=-1)
 
 
-def _initial_precision(config: DynamicsVAEConfig) -> float:
-    """Initial diagonal of the local precisions ``R_t``.
+def _initial_precision(config: DynamicsVAEConfig) -> float | torch.Tensor:
+    """Initial diagonal of the local precisions ``R_t`` (a float, or one value per latent).
 
     Structured guides already hold the prior's precision in ``J_q``: 1. Mean-field guides start
     near the prior's precision of an interior ``z_t`` given its neighbours at the slow centre
-    ``A = I``: ``2 / q^2`` for the Gaussian chain, ``rate^2`` for the Laplace walk (variance
+    ``A = I``: ``2 / q_i^2`` for the Gaussian chain, ``rate^2`` for the Laplace walk (variance
     matched), 1 for independent frames.
     """
     if config.guide == "structured" or config.dynamics == "none":
         return 1.0
     if config.dynamics == "random_walk":
         return config.slowness_rate**2
-    return 2.0 / config.transition_scale**2
+    return 2.0 / initial_scales(config.transition_scale, config.latent_dim) ** 2
 
 
 class DynamicsModel(PyroModule):
@@ -108,6 +110,11 @@ class DynamicsModel(PyroModule):
             )
         else:
             self.decoder = MLPDecoder(config.latent_dim, frame_shape, config.decoder_hidden)
+        scale = torch.tensor(float(config.observation_scale))
+        if config.learn_observation_scale:
+            self.observation_scale = PyroParam(scale, constraint=constraints.positive)
+        else:
+            self.register_buffer("observation_scale", scale)
         groups = transitions.num_groups
         if config.has_prior_scales and config.scale_inference == "type2":
             self.scales = PyroParam(
@@ -164,16 +171,16 @@ class DynamicsModel(PyroModule):
                 )
                 if config.penalty_weight > 0:
                     pyro.factor("dynamics_penalty", -self.penalty(theta))
-            with poutine.scale(scale=config.kl_scale):
+            with poutine.scale(scale=config.kl_scale * self.transitions.kl_annealing):
                 latents = pyro.sample("z", self.transitions.prior(theta, num_frames, frames))
-            output = self.decoder(latents)
+            output = self.decoder(self.transitions.positions(latents))
             if config.likelihood == "continuous_bernoulli":
                 likelihood = dist.ContinuousBernoulli(logits=output)
             elif config.likelihood == "bernoulli":
                 likelihood = dist.Bernoulli(logits=output)
                 frames = (frames > 0.5).to(frames.dtype)
             else:
-                likelihood = dist.Normal(output, config.observation_scale)
+                likelihood = dist.Normal(output, self.observation_scale.to(output))
             pyro.sample("frames", likelihood.to_event(4), obs=frames)
 
 
@@ -221,18 +228,31 @@ class DynamicsGuide(PyroModule):
         return dist.LogNormal(self.scale_loc, self.scale_scale).to_event(1)
 
     def dynamics_posterior(self, features: torch.Tensor) -> dist.TorchDistribution:
-        """``q(theta | x)`` from features ``(B, T, F)``: event shape ``(T-1, d)``."""
+        """``q(theta | x)`` from features ``(B, T, F)``: event shape ``(T-1, d)``.
+
+        A point estimate is ``c + b tanh(NN / b)`` with ``b = eigenvalue_bound`` (within ``b``
+        of the identity); a Normal posterior is ``N(c + NN, sigma)``, whose prior prices it.
+        """
         offset, scale = self.dynamics_net(features)
-        loc = self.transitions.centre + offset
         if scale is None:
-            return dist.Delta(loc, event_dim=2)
+            bound = self.config.eigenvalue_bound
+            if bound is not None:
+                offset = bound * torch.tanh(offset / bound)
+            return dist.Delta(self.transitions.centre + offset, event_dim=2)
+        loc = self.transitions.centre + offset
         return dist.Normal(loc, scale).to_event(2)
 
     def latent_posterior(
         self, theta: torch.Tensor | None, potentials: tuple[torch.Tensor, torch.Tensor]
     ) -> BlockTridiagMVN:
         """``q(z | x, theta)`` from the local potentials ``(m, R)`` (``(B, T, n)`` and
-        ``(B, T, n)`` diagonal or ``(B, T, n, n)``) and transition parameters ``theta``."""
+        ``(B, T, n)`` diagonal or ``(B, T, n, n)``) and transition parameters ``theta``.
+
+        The structured posterior has precision ``J_prior(theta) + blockdiag(R_t)`` and
+        information vector ``(R_t m_t)_t``; with ``velocity`` the potentials act on the ``z``
+        part of each state ``(z_t, v_t)`` only (no frame shows a velocity), and the velocities
+        are inferred through the chain's coupling.
+        """
         mean, precision = potentials
         num_frames, n = mean.shape[-2:]
         full_precision = precision.dim() > mean.dim()
@@ -243,7 +263,7 @@ class DynamicsGuide(PyroModule):
             return BlockTridiagMVN(mean, precision, zeros, blocks="diagonal")
         prior = self.transitions.prior(theta, num_frames, mean)
         diag_blocks, offdiag_blocks = prior.diag_blocks, prior.offdiag_blocks
-        if not full_precision and self.transitions.kind in ("diagonal", "none"):
+        if prior.blocks == "diagonal" and not full_precision:
             return BlockTridiagMVN.from_info(
                 precision * mean,
                 diag_blocks.diagonal(dim1=-2, dim2=-1) + precision,
@@ -253,6 +273,10 @@ class DynamicsGuide(PyroModule):
         if not full_precision:
             precision = torch.diag_embed(precision)
         info_vec = (precision @ mean.unsqueeze(-1)).squeeze(-1)
+        padding = self.transitions.state_dim - n
+        if padding:
+            info_vec = nn.functional.pad(info_vec, (0, padding))
+            precision = nn.functional.pad(precision, (0, padding, 0, padding))
         return BlockTridiagMVN.from_info(info_vec, diag_blocks + precision, offdiag_blocks)
 
     def forward(self, frames: torch.Tensor) -> None:
@@ -266,7 +290,7 @@ class DynamicsGuide(PyroModule):
             theta = None
             if config.has_dynamics_site:
                 theta = pyro.sample("dynamics", self.dynamics_posterior(features))
-            with poutine.scale(scale=config.kl_scale):
+            with poutine.scale(scale=config.kl_scale * self.transitions.kl_annealing):
                 pyro.sample("z", self.latent_posterior(theta, potentials))
 
 
@@ -286,6 +310,18 @@ class DynamicsVAE(nn.Module):
         transitions = LatentDynamics(config)
         self.model = DynamicsModel(config, transitions)
         self.guide = DynamicsGuide(config, transitions)
+
+    @property
+    def kl_annealing(self) -> float:
+        """The factor ``a`` in ``[0, 1]`` on the latent ``z`` term during KL annealing (1 by
+        default; the ELBO is a lower bound only at 1)."""
+        return self.guide.transitions.kl_annealing
+
+    @kl_annealing.setter
+    def kl_annealing(self, value: float) -> None:
+        if not 0 <= value <= 1:
+            raise ValueError(f"kl_annealing must lie in [0, 1], got {value}")
+        self.guide.transitions.kl_annealing = float(value)
 
     @property
     def config(self) -> dict:
@@ -330,7 +366,8 @@ class DynamicsVAE(nn.Module):
 
         :param frames: ``(B, T, C, H, W)`` in [0, 1].
         :returns: dict with ``"z_mean"`` and ``"z_variance"`` ``(B, T, n)`` (of
-            ``q(z | x, theta)`` at the posterior mean of ``theta``); with dynamics also
+            ``q(z | x, theta)`` at the posterior mean of ``theta``); ``"velocity_mean"``
+            ``(B, T, n)`` with ``velocity``; with dynamics also
             ``"dynamics"`` (``theta``'s mean, ``(B, T-1, d)``; ``"dynamics_scale"`` for a Normal
             ``q(theta)``), ``"eigenvalues"`` ``(B, T-1, n)`` (real ``lambda_t`` for diagonal
             dynamics; moduli ``|eig(A_t)|`` otherwise, in pair order for block and in
@@ -339,9 +376,12 @@ class DynamicsVAE(nn.Module):
             ``"prior_scales"`` ``(G,)`` (posterior mean of ``s``, or its value) with a prior.
         """
         summary, latent_posterior = self._posterior(frames)
-        summary["z_mean"] = latent_posterior.mean
-        summary["z_variance"] = latent_posterior.variance
         transitions = self.guide.transitions
+        states_mean, states_variance = latent_posterior.mean, latent_posterior.variance
+        summary["z_mean"] = transitions.positions(states_mean)
+        summary["z_variance"] = transitions.positions(states_variance)
+        if transitions.has_velocity:
+            summary["velocity_mean"] = states_mean[..., transitions.latent_dim :]
         if "dynamics" in summary:
             theta = summary["dynamics"]
             if transitions.kind == "diagonal":
@@ -365,16 +405,17 @@ class DynamicsVAE(nn.Module):
     def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
         """Decoded posterior mean of ``z``: ``(B, T, C, H, W)`` (see :meth:`decode`)."""
         _, latent_posterior = self._posterior(frames)
-        return self.decode(latent_posterior.mean)
+        return self.decode(self.guide.transitions.positions(latent_posterior.mean))
 
     @torch.no_grad()
     def forecast(self, frames: torch.Tensor, num_steps: int) -> torch.Tensor:
         """Roll the inferred dynamics forward from the last frame and decode.
 
-        Starts at the posterior mean of ``z_{T-1}`` and applies the last inferred transition
-        ``A_{T-1}`` (at the posterior mean of ``theta_{T-1}``) ``num_steps`` times, without
-        noise. Models without transition parameters (``vae``, ``beta_vae``, ``slowvae``: the
-        random walk's mean) keep the last latent.
+        Starts at the posterior mean of the state at ``T-1`` (``z_{T-1}``, and ``v_{T-1}`` with
+        ``velocity``) and applies the last inferred transition ``A_{T-1}`` (at the posterior mean
+        of ``theta_{T-1}``) ``num_steps`` times, without noise: ``z <- A z + v``, ``v <- v``.
+        Models without transition parameters (``vae``, ``beta_vae``, ``slowvae``: the random
+        walk's mean) keep the last latent.
 
         :param frames: ``(B, T, C, H, W)``.
         :param int num_steps: ``k >= 1`` frames to predict.
@@ -385,10 +426,11 @@ class DynamicsVAE(nn.Module):
         summary, latent_posterior = self._posterior(frames)
         theta = summary.get("dynamics")
         last_theta = None if theta is None else theta[..., -1, :]
-        latents = [latent_posterior.mean[..., -1, :]]
+        transitions = self.guide.transitions
+        states = [latent_posterior.mean[..., -1, :]]
         for _ in range(num_steps):
-            latents.append(self.guide.transitions.propagate(last_theta, latents[-1]))
-        return self.decode(torch.stack(latents[1:], dim=-2))
+            states.append(transitions.propagate(last_theta, states[-1]))
+        return self.decode(transitions.positions(torch.stack(states[1:], dim=-2)))
 
 
 def build_model(
