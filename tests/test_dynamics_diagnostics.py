@@ -12,7 +12,6 @@ from pyro_dynvae.metrics.dynamics import (
     eigenvalue_bimodality,
     eigenvalue_histograms,
     eigenvalue_statistics,
-    forecast_error,
     object_background_overlap,
     otsu_split,
 )
@@ -174,40 +173,3 @@ def test_overlap_validates_arguments(sources):
         object_background_overlap(sources[:10], sources[:11], [0], [2])
     with pytest.raises(ValueError, match="method"):
         object_background_overlap(sources, sources, [0], [2], method="kendall")
-
-
-# ---------------------------------------------------------------- forecasting
-
-
-def test_forecast_error_known_values():
-    context = np.zeros((2, 3, 1, 4, 4))
-    future = np.ones((2, 2, 1, 4, 4))
-    result = forecast_error(context, future, np.full_like(future, 0.5))
-    assert result["mse"] == pytest.approx(0.25)
-    assert result["mse_copy_last"] == pytest.approx(1.0)
-    assert result["ratio"] == pytest.approx(0.25)
-    np.testing.assert_allclose(result["mse_per_step"], [0.25, 0.25])
-    assert result["versions"] == library_versions()
-
-
-def test_forecast_error_perfect_and_copy_last():
-    rng = np.random.default_rng(6)
-    context, future = rng.uniform(size=(3, 4, 1, 5, 5)), rng.uniform(size=(3, 2, 1, 5, 5))
-    assert forecast_error(context, future, future)["ratio"] == 0.0
-    copy_last = np.repeat(context[:, -1:], 2, axis=1)
-    result = forecast_error(context, future, copy_last)
-    assert result["ratio"] == pytest.approx(1.0)
-    # the copy baseline error grows with the horizon on a moving ramp
-    ramp = np.arange(6.0)[None, :, None] * np.ones((1, 1, 3))
-    steps = forecast_error(ramp[:, :3], ramp[:, 3:], ramp[:, 3:])["mse_copy_last_per_step"]
-    np.testing.assert_allclose(steps, [1.0, 4.0, 9.0])
-    static = np.ones((1, 2, 3))
-    assert math.isnan(forecast_error(static, static, static)["ratio"])
-    assert forecast_error(static, static, 0 * static)["ratio"] == math.inf
-
-
-def test_forecast_error_validates_shapes():
-    with pytest.raises(ValueError, match="equal shape"):
-        forecast_error(np.zeros((2, 3, 4)), np.zeros((2, 2, 4)), np.zeros((2, 1, 4)))
-    with pytest.raises(ValueError, match="frame shape"):
-        forecast_error(np.zeros((2, 3, 4)), np.zeros((2, 2, 5)), np.zeros((2, 2, 5)))

@@ -8,9 +8,9 @@ from .dynamics import (
     eigenvalue_bimodality,
     eigenvalue_histograms,
     eigenvalue_statistics,
-    forecast_error,
     object_background_overlap,
 )
+from .forecast import BASELINES, forecast_scores
 from .intervention import (
     GroundTruthSampler,
     beta_vae_score,
@@ -24,6 +24,7 @@ from .sap import sap
 from .utils import library_versions
 
 __all__ = [
+    "BASELINES",
     "GroundTruthSampler",
     "beta_vae_score",
     "bimodality_coefficient",
@@ -34,7 +35,7 @@ __all__ = [
     "eigenvalue_histograms",
     "eigenvalue_statistics",
     "factor_vae_score",
-    "forecast_error",
+    "forecast_scores",
     "library_versions",
     "mcc",
     "mig",

@@ -1,6 +1,6 @@
 """Diagnostics of learned latent dynamics: per-latent eigenvalue distributions and their
-bimodality, the overlap between the latents carrying an object and those carrying the
-background, and forecast error against the copy-last-frame baseline.
+bimodality, and the overlap between the latents carrying an object and those carrying the
+background (forecast errors and their baselines: :mod:`.forecast`).
 
 A model with per-latent linear dynamics ``z_{t+1, i} = lambda_{t, i} z_{t, i} + w_{t, i}``
 should place static properties in latents with eigenvalues at 1 and moving ones in latents
@@ -283,41 +283,3 @@ def object_background_overlap(codes: Any, factors: Any, object_factors: Any,
         "background_latents": background_latents,
         "shared_latents": np.intersect1d(object_latents, background_latents),
     })
-
-
-def forecast_error(context: Any, future: Any, forecast: Any) -> dict[str, Any]:
-    r"""Mean squared forecast error against the copy-last-frame baseline.
-
-    With observed frames ``context`` ``(B, T_c, ...)``, true continuations ``future``
-    ``(B, k, ...)`` and the model's ``forecast`` ``(B, k, ...)``:
-
-    .. math::
-
-        \mathrm{MSE} = \operatorname{mean}(\hat x_{T_c + h} - x_{T_c + h})^2, \qquad
-        \mathrm{MSE}_{\mathrm{copy}} = \operatorname{mean}(x_{T_c} - x_{T_c + h})^2,
-
-    averaged over sequences, the ``k`` horizons ``h`` and pixels, and their ratio
-    (< 1: the model beats repeating the last observed frame; ``inf`` if only the baseline
-    is exact, NaN if both are).
-
-    :returns: ``{"mse", "mse_copy_last", "ratio"}`` floats and ``"mse_per_step"``,
-        ``"mse_copy_last_per_step"`` arrays ``(k,)``, and ``"versions"``.
-    """
-    context, future, forecast = (np.asarray(x, dtype=np.float64)
-                                 for x in (context, future, forecast))
-    if context.ndim < 3 or future.ndim != context.ndim or forecast.shape != future.shape:
-        raise ValueError("context must be (B, T_c, ...) and future and forecast (B, k, ...) of "
-                         f"equal shape; got {context.shape}, {future.shape}, {forecast.shape}")
-    if context.shape[0] != future.shape[0] or context.shape[2:] != future.shape[2:]:
-        raise ValueError("context and future must share the batch size and frame shape; got "
-                         f"{context.shape} and {future.shape}")
-    frame_axes = tuple(range(2, future.ndim))
-    per_step = np.mean((forecast - future) ** 2, axis=(0, *frame_axes))
-    copy_per_step = np.mean((context[:, -1:] - future) ** 2, axis=(0, *frame_axes))
-    mse, mse_copy = float(per_step.mean()), float(copy_per_step.mean())
-    if mse_copy > 0:
-        ratio = mse / mse_copy
-    else:
-        ratio = float("nan") if mse == 0 else float("inf")
-    return with_versions({"mse": mse, "mse_copy_last": mse_copy, "ratio": ratio,
-                          "mse_per_step": per_step, "mse_copy_last_per_step": copy_per_step})
