@@ -43,12 +43,20 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pyro_dynvae import __version__
 from pyro_dynvae.data import DynamicSprites, FactorDataset, MovingMNIST
+from pyro_dynvae.defaults import model_options
 from pyro_dynvae.inference_data import (
     dynamics_inference_data,
     dynamics_summary,
     plot_prior_scales,
 )
-from pyro_dynvae.metrics import eigenvalue_bimodality, library_versions, mcc, mig
+from pyro_dynvae.metrics import (
+    eigenvalue_bimodality,
+    forecast_scores,
+    library_versions,
+    mcc,
+    mig,
+)
+from pyro_dynvae.metrics.digit_reading import digit_reading
 from pyro_dynvae.models import build_model
 from pyro_dynvae.viz import save_run_figures
 
@@ -64,6 +72,10 @@ DATASETS = {"moving_mnist": MovingMNIST, "sprites": DynamicSprites}
 class TrainConfig:
     """
     Everything a training run needs besides the model weights; saved as ``config.json``.
+
+    The defaults are the example's run (``examples/moving_mnist.py``, and ``pyro-dynvae train``
+    without options): the ``hierarchical`` variant on one digit bouncing in a 64x64 canvas, 10
+    frames; the model options each dataset needs come from :mod:`pyro_dynvae.defaults`.
 
     :param str variant: model variant name (a key of :data:`pyro_dynvae.models.VARIANTS`).
     :param dict model_overrides: extra keyword arguments for
@@ -89,30 +101,35 @@ class TrainConfig:
     :param str devices: Lightning devices (``auto``, a count, or a list such as ``0,1``).
     :param int num_nodes: number of nodes for DDP.
     :param str strategy: Lightning strategy (``auto``, ``ddp``, ``ddp_spawn``, ...).
+    :param int kl_warmup_steps: KL annealing (Bowman et al. 2016, Sonderby et al. 2016): the
+        latent ``z`` term of the ELBO is scaled by ``min(1, (s + 1) / kl_warmup_steps)`` at step
+        ``s``, so the decoder learns to use the latents before the KL prices them (0: off).
+        Validation and metrics always use the full ELBO.
     """
 
     variant: str = "hierarchical"
     model_overrides: dict = dataclasses.field(default_factory=dict)
     dataset: str = "moving_mnist"
-    dataset_options: dict = dataclasses.field(default_factory=dict)
-    num_sequences: int = 512
+    dataset_options: dict = dataclasses.field(default_factory=lambda: {"num_digits": 1})
+    num_sequences: int = 4096
     num_val_sequences: int = 64
-    num_frames: int = 20
+    num_frames: int = 10
     image_size: int = 64
     latent_dim: int = 8
     batch_size: int = 16
-    learning_rate: float = 5e-4
-    max_steps: int = 500
+    learning_rate: float = 2e-3
+    max_steps: int = 2000
     gradient_clip_val: float = 10.0
     seed: int = 0
-    val_every: int = 100
-    checkpoint_every: int = 50
-    forecast_horizon: int = 5
+    val_every: int = 500
+    checkpoint_every: int = 250
+    forecast_horizon: int = 3
     num_workers: int = 0
     accelerator: str = "auto"
     devices: str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
+    kl_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -121,6 +138,8 @@ class TrainConfig:
                      "checkpoint_every", "num_nodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.kl_warmup_steps < 0:
+            raise ValueError(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
         if not 0 < self.forecast_horizon < self.num_frames:
             raise ValueError(
                 f"forecast_horizon must lie in [1, num_frames - 1] = [1, {self.num_frames - 1}],"
@@ -235,44 +254,80 @@ def batch_metrics(
     forecast_horizon: int,
 ) -> dict[str, float]:
     r"""
-    Held-out quality of one batch of sequences ``frames`` of shape ``(B, T, C, H, W)``.
+    Held-out quality of one batch of sequences ``frames`` of shape ``(B, T, C, H, W)``, as
+    logged during validation (:func:`evaluate` scores a whole dataset):
 
     - ``elbo``: one-sample Monte Carlo ELBO per sequence, ``-loss_fn(frames)`` divided by
       :func:`loss_scale`;
     - ``recon_mse``: mean squared error of ``dynvae.reconstruct(frames)`` per pixel;
     - ``forecast_mse``: per-pixel MSE of ``dynvae.forecast(frames[:, :T-k], k)`` against the
-      last ``k`` true frames, and ``copy_last_mse`` the same error for the baseline that repeats
-      the last observed frame ``frames[:, T-k-1]``.
+      last ``k`` true frames, and ``forecast_vs_best_baseline``, its ratio to the best of the
+      copy-last, blank and mean frames (:func:`~pyro_dynvae.metrics.forecast_scores`, with the
+      batch's own mean frame).
     """
+    scores, _ = forecast_errors(dynvae, frames, forecast_horizon)
     return {
         "elbo": -float(loss_fn(frames)) / loss_scale(dynvae, frames.shape[0]),
         "recon_mse": float((dynvae.reconstruct(frames) - frames).pow(2).mean()),
-        **forecast_errors(dynvae, frames, forecast_horizon)[0],
+        "forecast_mse": scores["mse"]["model"],
+        "forecast_vs_best_baseline": scores["ratio_to_best_baseline"],
     }
 
 
 @torch.no_grad()
 def forecast_errors(
-    dynvae: torch.nn.Module, frames: torch.Tensor, forecast_horizon: int
-) -> tuple[dict[str, float], torch.Tensor]:
+    dynvae: torch.nn.Module,
+    frames: torch.Tensor,
+    forecast_horizon: int,
+    *,
+    background: torch.Tensor | None = None,
+    mean_frame: torch.Tensor | None = None,
+) -> tuple[dict[str, Any], torch.Tensor]:
     """
-    Observe ``frames[:, :T-k]``, forecast ``k = forecast_horizon`` frames, and compare with the
-    true ``frames[:, T-k:]``.
+    Observe ``frames[:, :T-k]``, forecast ``k = forecast_horizon`` frames, and score them
+    against the true ``frames[:, T-k:]`` beside the copy-last, blank and mean-frame baselines
+    (:func:`~pyro_dynvae.metrics.forecast_scores`).
 
-    :returns: ``({"forecast_mse", "copy_last_mse"}, forecast)``, the per-pixel mean squared
-        errors of the forecast and of repeating the last observed frame, and the forecast
-        ``(B, k, C, H, W)``.
+    :param background: the background at the forecast times ``(B, k, C, H, W)`` (None: black).
+    :param mean_frame: the mean training frame ``(C, H, W)`` (None: the mean of ``frames``).
+    :returns: ``(scores, forecast)``: the scores of
+        :func:`~pyro_dynvae.metrics.forecast_scores` and the forecast ``(B, k, C, H, W)``.
     """
     num_observed = frames.shape[1] - forecast_horizon
     context, future = frames[:, :num_observed], frames[:, num_observed:]
     forecast = dynvae.forecast(context, forecast_horizon)
-    errors = {
-        "forecast_mse": float((forecast - future).pow(2).mean()),
-        "copy_last_mse": float((context[:, -1:] - future).pow(2).mean()),
-    }
-    return errors, forecast
+    if mean_frame is None:
+        mean_frame = frames.mean((0, 1))
+    scores = forecast_scores(
+        context[:, -1:].cpu(),
+        future.cpu(),
+        forecast.cpu(),
+        background=None if background is None else background.cpu(),
+        mean_frame=mean_frame.cpu(),
+    )
+    return scores, forecast
 
 
+def background_frames(dataset: Dataset, factors: torch.Tensor) -> torch.Tensor | None:
+    """The background alone ``(..., 1, H, W)`` (broadcast over channels) at every frame of
+    ``factors`` ``(..., K)`` for datasets with a drifting background, else None (black)."""
+    background = getattr(dataset, "background", None)
+    if background is None:
+        return None
+    states = factors[..., dataset.factor_index("background")]
+    images = background.render(states.reshape(-1).float())
+    return images.reshape(states.shape + (1,) + images.shape[-2:])
+
+
+def mean_training_frame(dataset: Dataset, num_sequences: int = 256) -> torch.Tensor:
+    """The per-pixel mean of the frames of the first ``num_sequences`` sequences, ``(C, H, W)``
+    (the mean-frame forecast baseline)."""
+    count = min(len(dataset), num_sequences)
+    frames = torch.stack([_frames(dataset[i]) for i in range(count)])
+    return frames.mean((0, 1))
+
+
+@torch.no_grad()
 def evaluate(
     dynvae: torch.nn.Module,
     dataset: Dataset,
@@ -280,32 +335,62 @@ def evaluate(
     batch_size: int = 16,
     forecast_horizon: int = 5,
     seed: int = 0,
-) -> dict[str, float]:
+    mean_frame: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """
-    Average :func:`batch_metrics` over ``dataset`` (weighted by batch size), using a forked RNG
-    seeded with ``seed`` so the result is reproducible and training's RNG stream is untouched.
-    Adds ``forecast_vs_copy_last = forecast_mse / copy_last_mse`` (below 1: better than copying;
-    ``None`` when nothing moves, i.e. ``copy_last_mse == 0``).
+    Held-out quality over ``dataset``, using a forked RNG seeded with ``seed`` so the result is
+    reproducible and training's RNG stream is untouched:
 
-    :returns: a JSON-serialisable dict of floats plus ``num_sequences``.
+    - ``elbo`` (per sequence, one-sample Monte Carlo) and ``recon_mse`` (per pixel), averaged
+      over the sequences;
+    - ``forecast``: :func:`~pyro_dynvae.metrics.forecast_scores` of forecasts of the last
+      ``forecast_horizon`` frames of every sequence from the frames before them, against the
+      copy-last frame, the blank frame (the dataset's background where it has one, from
+      :func:`background_frames`) and ``mean_frame`` (the mean training frame; None: the mean
+      held-out frame, an oracle), over all pixels and over the object's pixels;
+      ``forecast_mse`` and ``forecast_vs_best_baseline`` repeat its headline numbers.
+
+    :returns: a JSON-serialisable dict plus ``num_sequences``.
     """
     loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
     device = next(dynvae.parameters()).device
     was_training = dynvae.training
     dynvae.eval()
-    totals: dict[str, float] = {}
-    count = 0
+    totals = {"elbo": 0.0, "recon_mse": 0.0}
+    pieces: dict[str, list[torch.Tensor]] = {"frames": [], "forecast": [], "background": []}
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seed)
         for batch in _loader(dataset, seed, batch_size=batch_size):
             frames = _frames(batch).to(device)
-            for key, value in batch_metrics(dynvae, loss_fn, frames, forecast_horizon).items():
-                totals[key] = totals.get(key, 0.0) + value * frames.shape[0]
-            count += frames.shape[0]
+            num_sequences = frames.shape[0]
+            elbo = -float(loss_fn(frames)) / loss_scale(dynvae, num_sequences)
+            totals["elbo"] += elbo * num_sequences
+            recon_error = (dynvae.reconstruct(frames) - frames).pow(2).mean()
+            totals["recon_mse"] += float(recon_error) * num_sequences
+            context = frames[:, : frames.shape[1] - forecast_horizon]
+            pieces["frames"].append(frames.cpu())
+            pieces["forecast"].append(dynvae.forecast(context, forecast_horizon).cpu())
+            if isinstance(batch, (tuple, list)):
+                background = background_frames(dataset, batch[1][:, -forecast_horizon:])
+            else:
+                background = None
+            if background is not None:
+                pieces["background"].append(background)
     dynvae.train(was_training)
-    metrics = {key: value / count for key, value in totals.items()}
-    copy_last = metrics["copy_last_mse"]
-    metrics["forecast_vs_copy_last"] = metrics["forecast_mse"] / copy_last if copy_last else None
+    frames = torch.cat(pieces["frames"])
+    count = frames.shape[0]
+    metrics: dict[str, Any] = {key: value / count for key, value in totals.items()}
+    scores = forecast_scores(
+        frames[:, -forecast_horizon - 1 : -forecast_horizon],
+        frames[:, -forecast_horizon:],
+        torch.cat(pieces["forecast"]),
+        background=torch.cat(pieces["background"]) if pieces["background"] else None,
+        mean_frame=frames.mean((0, 1)) if mean_frame is None else mean_frame.cpu(),
+    )
+    scores.pop("versions")
+    metrics["forecast"] = scores
+    metrics["forecast_mse"] = scores["mse"]["model"]
+    metrics["forecast_vs_best_baseline"] = scores["ratio_to_best_baseline"]
     metrics["num_sequences"] = count
     return metrics
 
@@ -341,6 +426,39 @@ def disentanglement(
         "factors": [dataset.metric_factors[i] for i in varying],
         "versions": library_versions(),
     }
+
+
+@torch.no_grad()
+def digit_report(
+    dynvae: torch.nn.Module, dataset: MovingMNIST, *, batch_size: int = 16
+) -> dict[str, Any]:
+    """
+    Whether the reconstructions keep the digits: a classifier fitted on the package's MNIST
+    digits reads the 28x28 window at each digit's true position in every frame of ``dataset``
+    and of ``dynvae.reconstruct`` of it (:func:`~pyro_dynvae.metrics.digit_reading.digit_reading`).
+
+    :returns: the accuracies on data and reconstructions, their ratio and the classifier's own
+        held-out accuracy.
+    """
+    device = next(dynvae.parameters()).device
+    frames, reconstructions, factors = [], [], []
+    for batch_frames, batch_factors in _loader(dataset, 0, batch_size=batch_size):
+        frames.append(batch_frames.flatten(0, 1))
+        reconstructions.append(dynvae.reconstruct(batch_frames.to(device)).cpu().flatten(0, 1))
+        factors.append(batch_factors.flatten(0, 1))
+    frames, reconstructions, factors = (torch.cat(x) for x in (frames, reconstructions, factors))
+    windows = []
+    for d in range(dataset.num_digits):
+        columns = [dataset.factor_index(f"digit{d}_{name}") for name in ("x", "y", "class")]
+        windows.append(factors[:, columns])
+    windows = torch.cat(windows)
+    repeat = [dataset.num_digits] + [1] * (frames.dim() - 1)
+    return digit_reading(
+        frames.repeat(repeat).numpy(),
+        reconstructions.repeat(repeat).numpy(),
+        windows[:, :2].numpy(),
+        windows[:, 2].numpy(),
+    )
 
 
 def _rng_devices(device: torch.device) -> list[int]:
@@ -395,6 +513,8 @@ class DynamicsVAEModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         frames = _frames(batch)
+        warmup = self.config.kl_warmup_steps
+        self.dynvae.kl_annealing = min(1.0, (self.global_step + 1) / warmup) if warmup else 1.0
         try:
             loss = self.loss_fn(frames)
         except ValueError as error:  # e.g. Pyro's argument validation of a diverged quantity
@@ -424,6 +544,12 @@ class DynamicsVAEModule(pl.LightningModule):
                 " optimiser step. The last checkpoint holds the last finite weights; resume from"
                 " it with a smaller learning rate or gradient_clip_val."
             )
+
+    def on_validation_start(self) -> None:
+        self.dynvae.kl_annealing = 1.0
+
+    def on_train_end(self) -> None:
+        self.dynvae.kl_annealing = 1.0
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         frames = _frames(batch)
@@ -567,7 +693,9 @@ def make_dataset(config: TrainConfig, split: str) -> Dataset:
 
 
 def make_model(config: TrainConfig, channels: int) -> torch.nn.Module:
-    """Build the variant named by ``config`` (seeded, so the initial weights are reproducible)."""
+    """Build the variant named by ``config`` (seeded, so the initial weights are reproducible),
+    with the dataset's default model options (:mod:`pyro_dynvae.defaults`) under
+    ``config.model_overrides``."""
     lightning.seed_everything(config.seed, verbose=False)
     return build_model(
         config.variant,
@@ -575,7 +703,7 @@ def make_model(config: TrainConfig, channels: int) -> torch.nn.Module:
         channels=channels,
         latent_dim=config.latent_dim,
         num_sequences=config.num_sequences,
-        **config.model_overrides,
+        **model_options(config.dataset, config.model_overrides),
     )
 
 
@@ -627,7 +755,8 @@ def finish_run(
 ) -> dict[str, Any]:
     """
     Write ``metrics.json`` (held-out metrics, see :func:`evaluate`, for datasets with
-    ground-truth factors :func:`disentanglement`, and the dynamics of :func:`dynamics_report`),
+    ground-truth factors :func:`disentanglement`, for Moving MNIST :func:`digit_report`, and the
+    dynamics of :func:`dynamics_report`),
     the figures of :func:`pyro_dynvae.viz.save_run_figures` and the arviz export of
     :func:`dynamics_report` into ``run_dir``.
 
@@ -640,9 +769,12 @@ def finish_run(
         batch_size=config.batch_size,
         forecast_horizon=config.forecast_horizon,
         seed=config.seed,
+        mean_frame=mean_training_frame(make_dataset(config, "train")),
     )
     if isinstance(val_data, FactorDataset):
         metrics["disentanglement"] = disentanglement(dynvae, val_data, batch_size=config.batch_size)
+    if isinstance(val_data, MovingMNIST):
+        metrics["digit_reading"] = digit_report(dynvae, val_data, batch_size=config.batch_size)
     figures = save_run_figures(
         dynvae, val_data, run_dir / "figures", forecast_horizon=config.forecast_horizon
     )

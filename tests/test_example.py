@@ -15,7 +15,7 @@ FIGURES = [
     "reconstructions", "forecasts", "eigenvalues", "traversals", "prior_scales",
     "prior_scales_forest",
 ]
-METRICS = ["elbo", "recon_mse", "forecast_mse", "copy_last_mse", "forecast_vs_copy_last"]
+METRICS = ["elbo", "recon_mse", "forecast_mse", "forecast_vs_best_baseline"]
 
 
 def load_example():
@@ -35,7 +35,13 @@ def check_run_folder(run_dir: Path, metrics: dict, printed: str, max_steps: int)
     saved = json.loads((run_dir / "metrics.json").read_text())
     for key in METRICS:
         assert math.isfinite(saved[key]) and saved[key] == metrics[key], key
-    assert saved["recon_mse"] > 0 and saved["copy_last_mse"] > 0
+    assert saved["recon_mse"] > 0 and saved["forecast"]["mse"]["copy_last"] > 0
+    assert saved["elbo"] < 0  # a Bernoulli likelihood: a discrete density, log p <= 0
+    assert saved["forecast"] == metrics["forecast"]
+    assert set(saved["forecast"]["mse"]) == {"model", "copy_last", "blank", "mean_frame"}
+    reading = saved["digit_reading"]
+    assert 0 <= reading["accuracy_reconstruction"] <= 1 and reading["accuracy_data"] > 0.5
+    assert "digit classifier accuracy" in printed and "best baseline" in printed
     assert {"digit0_x", "digit0_y"} <= set(saved["disentanglement"]["factors"])
     assert "MIG / MCC" in printed
     for name in FIGURES:
