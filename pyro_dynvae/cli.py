@@ -189,6 +189,7 @@ def _debug_parent() -> argparse.ArgumentParser:
 
 
 def _threads_parent() -> argparse.ArgumentParser:
+    """``--threads`` of the commands that load a run (train has the TrainConfig field)."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "--threads",
@@ -200,6 +201,7 @@ def _threads_parent() -> argparse.ArgumentParser:
 
 
 def _set_threads(threads: int | None, config: training.TrainConfig) -> None:
+    """Apply ``--threads`` (``None``: the run's own setting; 0: leave torch's default)."""
     threads = config.threads if threads is None else threads
     if threads < 0:
         raise UserError(f"--threads must be an integer >= 0, got {threads}")

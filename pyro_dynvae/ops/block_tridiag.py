@@ -807,6 +807,7 @@ def _covariance_cholesky(cov: Tensor, alg, name: str) -> Tensor:
 
 
 def _check_trans_matrix(trans_matrix: Tensor, alg, blocks: str) -> None:
+    """``trans_matrix`` has a time dim and (full blocks) square blocks, else ``ValueError``."""
     full = alg.block_ndim == 2
     if trans_matrix.dim() < alg.block_ndim + 1 or (
         full and trans_matrix.shape[-1] != trans_matrix.shape[-2]
