@@ -69,7 +69,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator")
     parser.add_argument("--devices", default="auto", help="Lightning devices")
     parser.add_argument("--strategy", default="auto", help="Lightning strategy (e.g. ddp)")
-    parser.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (0: torch's default; on a shared CPU, more "
+                        "threads than free cores slow training down)")
+    parser.add_argument("--no-progress-bar", action="store_true",
+                        help="hide the progress bar (shown only on a terminal anyway)")
     return parser
 
 
@@ -86,11 +90,12 @@ def main(argv: list[str] | None = None) -> dict | None:
         accelerator=args.accelerator,
         devices=args.devices,
         strategy=args.strategy,
+        threads=args.threads,
         **values,
     )
     default_dir = "runs/moving_mnist-quick" if args.quick else "runs/moving_mnist"
     run_dir = Path(args.run_dir or default_dir)
-    metrics = train(config, run_dir, enable_progress_bar=not args.no_progress_bar)
+    metrics = train(config, run_dir, enable_progress_bar=False if args.no_progress_bar else None)
     if metrics is None:  # a DDP process other than rank 0
         return None
     print(f"\nHeld-out metrics ({metrics['num_sequences']} sequences):")

@@ -9,6 +9,10 @@ Examples::
     pyro-dynvae evaluate runs/hier
     pyro-dynvae forecast runs/hier --horizon 10
     pyro-dynvae train --devices 2 --strategy ddp --accelerator cpu   # DDP, gloo on CPU
+
+A mistake in what was asked (a bad option, a missing or corrupt file, a folder that is not a
+run) prints one line, ``pyro-dynvae: error: ...``, and exits with status 2; ``--debug`` shows
+the traceback instead.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ import torch
 
 from pyro_dynvae import compare, viz
 from pyro_dynvae import train as training
+
+#: exit status for a mistake in what was asked (as for argparse's own errors)
+USAGE_ERROR = 2
 
 #: help text of every TrainConfig field exposed by ``pyro-dynvae train``
 TRAIN_OPTIONS = {
@@ -49,7 +56,34 @@ TRAIN_OPTIONS = {
     "devices": "Lightning devices: auto, a count, or a list like 0,1",
     "num_nodes": "number of nodes for multi-node DDP",
     "strategy": "Lightning strategy: auto, ddp, ddp_spawn, ... (DDP on CPU uses gloo)",
+    "threads": "torch intra-op threads per process (0: torch's default)",
 }
+
+
+class UserError(Exception):
+    """A mistake in the command line that the command itself finds."""
+
+
+#: what a user can get wrong: the library reports bad arguments and files as ValueError,
+#: TypeError or OSError (FileNotFoundError, ...) naming them; one line, exit status 2
+USER_ERRORS = (UserError, ValueError, TypeError, OSError)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: ...)`` only to options that have a default to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _StoreGiven(argparse.Action):
+    """Stores the value like ``store`` and records in ``namespace.given`` that it was given."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = (*namespace.given, self.dest)
 
 
 def _json_object(text: str) -> dict:
@@ -67,8 +101,9 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model and write a run folder",
         description="Train a model; writes config.json, checkpoints/, logs/, metrics.json and "
-        "figures/ into --run-dir.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "figures/ into --run-dir, which must not hold another run (see --resume, --overwrite).",
+        formatter_class=_HelpFormatter,
+        parents=[_debug_parent()],
     )
     defaults = training.TrainConfig()
     for field in dataclasses.fields(training.TrainConfig):
@@ -77,20 +112,35 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=kind,
+            action=_StoreGiven,
             # argparse passes string defaults through ``type``, so dicts go in as JSON text
             default=json.dumps(default) if isinstance(default, dict) else default,
             help=TRAIN_OPTIONS[field.name],
         )
+    parser.set_defaults(given=())
     parser.add_argument(
         "--run-dir", default=None, help="output folder (default: runs/<variant>-seed<seed>)"
     )
-    parser.add_argument(
+    existing = parser.add_mutually_exclusive_group()
+    resumable = ", ".join("--" + name.replace("_", "-") for name in training.RESUMABLE)
+    existing.add_argument(
         "--resume",
         action="store_true",
-        help="continue from <run-dir>/checkpoints/last.ckpt with the run's saved config "
-        "(only --max-steps and the device options are taken from this command line)",
+        help="continue the run in --run-dir from its checkpoints/last.ckpt with its saved "
+        f"options; only {resumable} may be given anew (--max-steps is the new total, above "
+        "the checkpoint's step)",
     )
-    parser.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="remove the run that --run-dir holds (config.json, checkpoints/, logs/, "
+        "metrics.json, figures/, ...) and train a new one",
+    )
+    parser.add_argument(
+        "--no-progress-bar",
+        action="store_true",
+        help="hide the progress bar (shown by default only when output goes to a terminal)",
+    )
     parser.set_defaults(command=_train)
 
 
@@ -99,17 +149,19 @@ def _train(args: argparse.Namespace) -> int:
         training.TrainConfig)}
     run_dir = Path(args.run_dir or f"runs/{args.variant}-seed{args.seed}")
     if args.resume:
-        if not (run_dir / "config.json").exists():
-            raise ValueError(f"--resume: {run_dir} holds no config.json of an earlier run")
-        saved = json.loads((run_dir / "config.json").read_text())["train"]
-        for name in ("max_steps", "accelerator", "devices", "num_nodes", "strategy"):
-            saved[name] = values[name]
-        values = saved
+        # the saved run's options, with those given on this command line (fit checks that
+        # only resumable ones change)
+        try:
+            _, saved = training.read_run_config(run_dir)
+        except ValueError as error:
+            raise UserError(f"--resume: {error}") from error
+        values = {**dataclasses.asdict(saved), **{name: values[name] for name in args.given}}
     metrics = training.train(
         training.TrainConfig.from_dict(values),
         run_dir,
         resume=args.resume,
-        enable_progress_bar=not args.no_progress_bar,
+        overwrite=args.overwrite,
+        enable_progress_bar=False if args.no_progress_bar else None,
     )
     if metrics is not None:
         _print_metrics(metrics, run_dir)
@@ -125,12 +177,45 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
         print(f"  figure:  {run_dir / figure}")
 
 
+def _debug_parent() -> argparse.ArgumentParser:
+    """The option every command has."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, show the traceback instead of the one-line message",
+    )
+    return parent
+
+
+def _threads_parent() -> argparse.ArgumentParser:
+    """``--threads`` of the commands that load a run (train has the TrainConfig field)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: the run's threads option; 0: torch's default)",
+    )
+    return parent
+
+
+def _set_threads(threads: int | None, config: training.TrainConfig) -> None:
+    """Apply ``--threads`` (``None``: the run's own setting; 0: leave torch's default)."""
+    threads = config.threads if threads is None else threads
+    if threads < 0:
+        raise UserError(f"--threads must be an integer >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="held-out metrics and figures for a run folder",
         description="Recompute metrics.json and figures/ of a run from its last checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        parents=[_debug_parent(), _threads_parent()],
     )
     parser.add_argument("run_dir", help="a folder written by `pyro-dynvae train`")
     parser.add_argument(
@@ -145,7 +230,10 @@ def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     dynvae, config = training.load_run(run_dir)
+    _set_threads(args.threads, config)
     if args.num_val_sequences is not None:
+        if args.num_val_sequences < 1:
+            raise UserError(f"--num-val-sequences must be >= 1, got {args.num_val_sequences}")
         config = dataclasses.replace(config, num_val_sequences=args.num_val_sequences)
     metrics = training.finish_run(dynvae, training.make_dataset(config, "test"), config, run_dir)
     _print_metrics(metrics, run_dir)
@@ -158,7 +246,8 @@ def _add_forecast_parser(subparsers: argparse._SubParsersAction) -> None:
         help="forecast held-out sequences with a trained run",
         description="Observe the first T - k frames of held-out sequences, forecast k frames, "
         "draw them against the truth and report the error against copying the last frame.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        parents=[_debug_parent(), _threads_parent()],
     )
     parser.add_argument("run_dir", help="a folder written by `pyro-dynvae train`")
     parser.add_argument(
@@ -175,12 +264,16 @@ def _add_forecast_parser(subparsers: argparse._SubParsersAction) -> None:
 def _forecast(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     dynvae, config = training.load_run(run_dir)
+    _set_threads(args.threads, config)
     horizon = config.forecast_horizon if args.horizon is None else args.horizon
-    if not 0 < horizon < config.num_frames:
-        raise ValueError(
-            f"--horizon must lie in [1, {config.num_frames - 1}] for {config.num_frames}-frame "
-            f"sequences, got {horizon}"
+    largest = config.num_frames - training.MIN_OBSERVED_FRAMES
+    if not 0 < horizon <= largest:
+        raise UserError(
+            f"--horizon must lie in [1, {largest}] for {config.num_frames}-frame sequences "
+            f"(a forecast observes at least {training.MIN_OBSERVED_FRAMES} frames), got {horizon}"
         )
+    if args.num_sequences < 1:
+        raise UserError(f"--num-sequences must be >= 1, got {args.num_sequences}")
     dataset = training.make_dataset(
         dataclasses.replace(config, num_val_sequences=args.num_sequences), "test"
     )
@@ -208,7 +301,8 @@ def _add_show_data_parser(subparsers: argparse._SubParsersAction) -> None:
         "show-data",
         help="draw sequences of a dataset and list its factors",
         description="Draw the first sequences of a built-in dataset into a PNG.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        parents=[_debug_parent()],
     )
     parser.add_argument(
         "--dataset", default="moving_mnist", choices=sorted(training.DATASETS), help="dataset"
@@ -223,17 +317,13 @@ def _add_show_data_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _show_data(args: argparse.Namespace) -> int:
-    config = training.TrainConfig(
-        dataset=args.dataset,
+    dataset = training.DATASETS[args.dataset](
         num_sequences=args.num_sequences,
-        num_val_sequences=args.num_sequences,
-        batch_size=1,
-        forecast_horizon=1,
         num_frames=args.num_frames,
         image_size=args.image_size,
         seed=args.seed,
+        split=args.split,
     )
-    dataset = training.make_dataset(config, args.split)
     rows = [(f"seq {i}", dataset[i][0]) for i in range(len(dataset))]
     path = viz.plot_frame_grid(rows, args.output, f"{args.dataset} ({args.split} split)")
     print(f"factors per frame: {', '.join(dataset.factor_names)}")
@@ -246,6 +336,7 @@ def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
         "compare",
         help="compare every variant and baseline (the study of benchmarks/compare_variants.py)",
         description=compare.DESCRIPTION,
+        parents=[_debug_parent()],
     )
     compare.add_arguments(parser)
     parser.set_defaults(command=compare.run)
@@ -256,7 +347,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyro-dynvae",
         description="Disentangled video representations through latent dynamics, in Pyro.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _add_train_parser(subparsers)
@@ -267,10 +358,29 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """The first line of an error's message (the rest, e.g. a tensor dump, is in --debug)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pyro-dynvae`` console command."""
+    """
+    Entry point of the ``pyro-dynvae`` console command.
+
+    :returns: the exit status: 0 on success; 2 for a mistake in what was asked (bad options,
+        missing or corrupt files, a folder that is not a run: one line on stderr, a traceback
+        with ``--debug``, as for argparse's own errors); 1 when training stops at a non-finite
+        loss (:class:`~pyro_dynvae.train.NonFiniteLossError`, one line too).
+    """
     args = make_parser().parse_args(argv)
-    return args.command(args)
+    try:
+        return args.command(args)
+    except (*USER_ERRORS, training.NonFiniteLossError) as error:
+        if args.debug:
+            raise
+        print(f"pyro-dynvae: error: {_one_line(error)}", file=sys.stderr)
+        return 1 if isinstance(error, training.NonFiniteLossError) else USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ Every run writes one folder::
       metrics.json       held-out ELBO, reconstruction and forecast errors
       figures/           PNGs written by :mod:`pyro_dynvae.viz`
 
+A folder holds one run: :func:`train` refuses a folder that already holds one unless it resumes
+that run (``resume=True``, which may change only the options in :data:`RESUMABLE` and records
+each resume in ``config.json``'s ``history``) or replaces it (``overwrite=True``, which first
+removes everything in :data:`RUN_CONTENTS`). Checkpoints are always ``checkpoints/last.ckpt``
+of the run being trained.
+
 Reproducibility: the data order is a pure function of ``(seed, step)`` (see
 :class:`StepBatchSampler`), the RNG states are stored in every checkpoint, and validation runs
 on a forked RNG, so a run resumed from a checkpoint takes exactly the steps of an uninterrupted
@@ -25,9 +31,16 @@ run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
+import math
 import os
+import pickle
+import shutil
+import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,8 +50,10 @@ import lightning.pytorch as pl
 import numpy as np
 import pyro
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pyro_dynvae import __version__
@@ -66,6 +81,22 @@ pyro.settings.set(module_local_params=True)
 
 #: dataset name -> class in :mod:`pyro_dynvae.data`
 DATASETS = {"moving_mnist": MovingMNIST, "sprites": DynamicSprites}
+
+#: frames a forecast observes at least (the eigenvalue network reads pairs of frames)
+MIN_OBSERVED_FRAMES = 2
+
+#: what a run writes into its folder; ``train(..., overwrite=True)`` removes exactly these
+RUN_CONTENTS = (
+    "config.json", "checkpoints", "logs", "metrics.json", "figures", "dynamics.nc",
+    "dynamics_summary.csv",
+)
+
+#: TrainConfig fields a resumed run may change: how it is optimised and where it runs, never
+#: the model, the data or the evaluation
+RESUMABLE = (
+    "learning_rate", "gradient_clip_val", "max_steps", "val_every", "checkpoint_every",
+    "num_workers", "accelerator", "devices", "num_nodes", "strategy", "threads",
+)
 
 
 @dataclasses.dataclass
@@ -101,10 +132,15 @@ class TrainConfig:
     :param str devices: Lightning devices (``auto``, a count, or a list such as ``0,1``).
     :param int num_nodes: number of nodes for DDP.
     :param str strategy: Lightning strategy (``auto``, ``ddp``, ``ddp_spawn``, ...).
+    :param int threads: torch intra-op threads per process (``torch.set_num_threads``; 0 leaves
+        torch's default).
     :param int kl_warmup_steps: KL annealing (Bowman et al. 2016, Sonderby et al. 2016): the
         latent ``z`` term of the ELBO is scaled by ``min(1, (s + 1) / kl_warmup_steps)`` at step
         ``s``, so the decoder learns to use the latents before the KL prices them (0: off).
         Validation and metrics always use the full ELBO.
+
+    Every field is checked on construction (type and range, ``ValueError``/``TypeError`` naming
+    the field), so a bad value fails before anything is written.
     """
 
     variant: str = "hierarchical"
@@ -129,22 +165,42 @@ class TrainConfig:
     devices: str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
+    threads: int = 0
     kl_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            _check_field_type(self, field)
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
-        for name in ("num_sequences", "num_val_sequences", "batch_size", "max_steps",
-                     "checkpoint_every", "num_nodes"):
+        for name in ("num_sequences", "num_val_sequences", "image_size", "latent_dim",
+                     "batch_size", "max_steps", "checkpoint_every", "num_nodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.kl_warmup_steps < 0:
-            raise ValueError(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
-        if not 0 < self.forecast_horizon < self.num_frames:
+        for name in ("seed", "val_every", "num_workers", "threads", "kl_warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(
-                f"forecast_horizon must lie in [1, num_frames - 1] = [1, {self.num_frames - 1}],"
-                f" got {self.forecast_horizon}"
+                f"learning_rate must be a finite number > 0, got {self.learning_rate}"
             )
+        if not (math.isfinite(self.gradient_clip_val) and self.gradient_clip_val >= 0):
+            raise ValueError(
+                "gradient_clip_val must be a finite number >= 0 (0 disables clipping), got "
+                f"{self.gradient_clip_val}"
+            )
+        if self.num_frames <= MIN_OBSERVED_FRAMES:
+            raise ValueError(
+                f"num_frames must be at least {MIN_OBSERVED_FRAMES + 1} (forecasts observe "
+                f"{MIN_OBSERVED_FRAMES} frames or more), got {self.num_frames}"
+            )
+        largest_horizon = self.num_frames - MIN_OBSERVED_FRAMES
+        if not 0 < self.forecast_horizon <= largest_horizon:
+            raise ValueError(
+                f"forecast_horizon must lie in [1, num_frames - {MIN_OBSERVED_FRAMES}] = "
+                f"[1, {largest_horizon}], got {self.forecast_horizon}"
+            )
+        _parse_devices(self.devices)
         if self.batch_size > self.num_sequences:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must not exceed num_sequences"
@@ -159,6 +215,21 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
         return cls(**values)
+
+
+def _check_field_type(config: TrainConfig, field: dataclasses.Field) -> None:
+    """A field holds the type of its default (an int also passes for a float; bool never
+    passes for a number), as a config read from JSON or built by hand may not."""
+    value = getattr(config, field.name)
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    expected = (int, float) if isinstance(default, float) else type(default)
+    if field.name == "devices":  # a count may also come as an int
+        expected = (str, int)
+    if isinstance(value, bool) or not isinstance(value, expected):
+        raise TypeError(
+            f"{field.name} must be of type {type(default).__name__}, got {value!r} "
+            f"({type(value).__name__})"
+        )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -511,6 +582,13 @@ class DynamicsVAEModule(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.loss_fn.parameters(), lr=self.config.learning_rate)
 
+    def on_train_start(self) -> None:
+        # A resumed run restores the optimiser's state, learning rate included; the config's
+        # learning rate is the one to train with (a resume may change it, see RESUMABLE).
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self.config.learning_rate
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         frames = _frames(batch)
         warmup = self.config.kl_warmup_steps
@@ -541,8 +619,10 @@ class DynamicsVAEModule(pl.LightningModule):
             raise NonFiniteLossError(
                 f"non-finite values at training step {self.global_step} "
                 f"(in {', '.join(bad[:5]) or 'another process'}); training stopped before the"
-                " optimiser step. The last checkpoint holds the last finite weights; resume from"
-                " it with a smaller learning rate or gradient_clip_val."
+                " optimiser step, and checkpoints/last.ckpt holds the last finite weights."
+                " Resume it with a smaller learning rate or gradient clipping, e.g. pyro-dynvae"
+                f" train --run-dir {self.trainer.default_root_dir} --resume --learning-rate"
+                f" {self.config.learning_rate / 10:g} --gradient-clip-val 1"
             )
 
     def on_validation_start(self) -> None:
@@ -593,9 +673,14 @@ def _parse_devices(devices: str | int) -> str | int | list[int]:
     """``"auto"`` stays, ``"2"`` becomes 2, ``"0,1"`` becomes [0, 1]."""
     if isinstance(devices, int) or devices == "auto":
         return devices
-    if "," in devices:
-        return [int(d) for d in devices.split(",") if d]
-    return int(devices)
+    try:
+        if "," in devices:
+            return [int(d) for d in devices.split(",") if d]
+        return int(devices)
+    except ValueError:
+        raise ValueError(
+            f"devices must be 'auto', a count or a list like 0,1, got {devices!r}"
+        ) from None
 
 
 def versions() -> dict[str, str]:
@@ -610,7 +695,10 @@ def versions() -> dict[str, str]:
 
 
 def write_json(path: Path, content: dict) -> None:
-    path.write_text(json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
+    """Write ``content`` as JSON, atomically: a reader sees the old file or the new one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(partial, path)
 
 
 def fit(
@@ -622,28 +710,42 @@ def fit(
     *,
     ckpt_path: str | os.PathLike | None = None,
     callbacks: Sequence[Callback] = (),
-    enable_progress_bar: bool = True,
+    enable_progress_bar: bool | None = None,
 ) -> DynamicsVAEModule:
     """
     Train ``dynvae`` on ``train_data`` with Lightning, writing ``config.json``, checkpoints and
     logs into ``run_dir`` (metrics and figures are written by :func:`finish_run`).
 
-    :param ckpt_path: a checkpoint to resume from (e.g. ``run_dir/checkpoints/last.ckpt``).
+    This is the building block of :func:`train` and does not look at what ``run_dir`` holds
+    besides a run it resumes; use :func:`train` for the checks of a run folder. Everything that
+    can be checked (the options, the resumed run's config) is checked before anything is
+    written.
+
+    :param ckpt_path: a checkpoint to resume from (e.g. ``run_dir/checkpoints/last.ckpt``). If
+        ``run_dir`` holds the ``config.json`` of the run being resumed, ``config`` may differ
+        from it only in the fields of :data:`RESUMABLE`, and this resume (its step and changes)
+        is appended to the ``history`` in ``config.json``.
     :param callbacks: extra Lightning callbacks.
+    :param enable_progress_bar: show Lightning's progress bar; ``None``: only when standard
+        output is a terminal.
     :returns: the trained :class:`DynamicsVAEModule` (its ``trainer`` attribute is set).
     :raises NonFiniteLossError: when the loss or a gradient becomes non-finite.
+    :raises ValueError: for options Lightning rejects, or changes a resume cannot make.
     """
     run_dir = Path(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    # Only the process of global rank 0 reads and writes config.json: the others may start
+    # at the same time (a cluster launcher) or after it wrote (Lightning's DDP launcher).
+    writes_config = _is_global_zero_process()
+    history = []
+    if ckpt_path is not None and writes_config:
+        history = _resume_history(run_dir, config, Path(ckpt_path))
+    if config.threads:
+        torch.set_num_threads(config.threads)
     lightning.seed_everything(config.seed, workers=True, verbose=False)
     module = DynamicsVAEModule(dynvae, train_data, val_data, config)
     # Create lazily initialised parameters before the optimiser (and DDP) sees them.
     with torch.no_grad():
         module.loss_fn(_frames(next(iter(module.val_dataloader()))))
-    write_json(
-        run_dir / "config.json",
-        {"train": dataclasses.asdict(config), "model": dynvae.config, "versions": versions()},
-    )
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="step{step}",
@@ -651,28 +753,197 @@ def fit(
         every_n_train_steps=config.checkpoint_every,
         save_top_k=1,
         save_last=True,
+        enable_version_counter=False,  # always last.ckpt, never a last-v1.ckpt beside a stale one
     )
     val_every = config.val_every or config.max_steps
-    trainer = pl.Trainer(
-        default_root_dir=run_dir,
-        max_steps=config.max_steps,
-        val_check_interval=min(val_every, config.max_steps),
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        gradient_clip_val=config.gradient_clip_val or None,
-        accelerator=config.accelerator,
-        devices=_parse_devices(config.devices),
-        num_nodes=config.num_nodes,
-        strategy=config.strategy,
-        use_distributed_sampler=False,  # StepBatchSampler shards by rank itself
-        logger=_loggers(run_dir),
-        callbacks=[checkpoint, *callbacks],
-        log_every_n_steps=max(1, min(50, config.max_steps // 10)),
-        enable_progress_bar=enable_progress_bar,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, ckpt_path=ckpt_path)
+    with _quiet_lightning(resuming=ckpt_path is not None):
+        try:
+            trainer = pl.Trainer(
+                default_root_dir=run_dir,
+                max_steps=config.max_steps,
+                val_check_interval=min(val_every, config.max_steps),
+                check_val_every_n_epoch=None,
+                num_sanity_val_steps=0,
+                gradient_clip_val=config.gradient_clip_val or None,
+                accelerator=config.accelerator,
+                devices=_parse_devices(config.devices),
+                num_nodes=config.num_nodes,
+                strategy=config.strategy,
+                use_distributed_sampler=False,  # StepBatchSampler shards by rank itself
+                logger=_loggers(run_dir),
+                callbacks=[checkpoint, *callbacks],
+                log_every_n_steps=max(1, min(50, config.max_steps // 10)),
+                enable_progress_bar=(
+                    sys.stdout.isatty() if enable_progress_bar is None else enable_progress_bar
+                ),
+                enable_model_summary=False,
+            )
+        except (MisconfigurationException, TypeError) as error:
+            raise ValueError(
+                f"accelerator={config.accelerator!r}, devices={config.devices!r}, "
+                f"strategy={config.strategy!r}: {error}"
+            ) from error
+        if writes_config:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(
+                run_dir / "config.json",
+                {
+                    "train": dataclasses.asdict(config),
+                    "model": dynvae.config,
+                    "versions": versions(),
+                    "history": history,
+                },
+            )
+        trainer.fit(module, ckpt_path=ckpt_path)
     return module
+
+
+class _DropTips(logging.Filter):
+    """Drops Lightning's advertisements ("💡 Tip: ... try installing ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+#: the loggers Lightning's ``rank_zero_info`` writes to
+_LIGHTNING_INFO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
+
+
+@contextlib.contextmanager
+def _quiet_lightning(resuming: bool) -> Iterator[None]:
+    """
+    Inside: no Lightning tips, and none of the warnings a run here can do nothing about: the
+    deprecation of ``LeafSpec`` that torch 2.13 reports from Lightning 2.6's pytree helper, and
+    (when ``resuming``) that the checkpoint folder being resumed from is not empty or has moved.
+    """
+    tips = _DropTips()
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_INFO_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(tips)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                category=FutureWarning,
+                module=r"lightning\.pytorch\.utilities\._pytree",
+            )
+            if resuming:
+                for message in ("Checkpoint directory .* exists and is not empty",
+                                "The dirpath has changed from"):
+                    warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(tips)
+
+
+def read_run_config(run_dir: str | os.PathLike) -> tuple[dict[str, Any], TrainConfig]:
+    """
+    Read the ``config.json`` of a run folder.
+
+    :returns: ``(saved, config)``: the whole file (``train``, ``model``, ``versions``,
+        ``history``) and its ``train`` part as a :class:`TrainConfig`.
+    :raises ValueError: naming the file when it is missing, not JSON, or not a run's config.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a training run folder: {path} is missing")
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from None
+    if not (
+        isinstance(saved, dict)
+        and isinstance(saved.get("train"), dict)
+        and isinstance(saved.get("model"), dict)
+    ):
+        raise ValueError(
+            f"{path} is not the config.json of a training run: expected a JSON object with "
+            "'train' and 'model' objects"
+        )
+    try:
+        config = TrainConfig.from_dict(saved["train"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: 'train': {error}") from None
+    return saved, config
+
+
+def read_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """
+    Load a Lightning checkpoint written by :func:`fit`.
+
+    :raises ValueError: naming the file when it is missing, empty, unreadable, or not a
+        Lightning checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} is missing")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except (EOFError, OSError, RuntimeError, pickle.UnpicklingError) as error:
+        raise ValueError(f"checkpoint {path} cannot be read ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0]})") from error
+    if not (isinstance(checkpoint, dict) and {"state_dict", "global_step"} <= set(checkpoint)):
+        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict and global_step)")
+    return checkpoint
+
+
+def _resume_history(run_dir: Path, config: TrainConfig, ckpt_path: Path) -> list[dict[str, Any]]:
+    """
+    The ``history`` of the run in ``run_dir`` with this resume appended: the checkpoint's step
+    and the changed fields as ``{name: [old, new]}``. Empty when ``run_dir`` holds no
+    ``config.json`` (a checkpoint from elsewhere starts a new run).
+
+    :raises ValueError: naming the fields that differ from the saved run and may not change.
+    """
+    if not (run_dir / "config.json").exists():
+        return []
+    saved, previous = read_run_config(run_dir)
+    old, new = dataclasses.asdict(previous), dataclasses.asdict(config)
+    changes = {name: [old[name], new[name]] for name in old if old[name] != new[name]}
+    fixed = [name for name in changes if name not in RESUMABLE]
+    if fixed:
+        listed = ", ".join(f"{name} {changes[name][0]!r} -> {changes[name][1]!r}" for name in fixed)
+        raise ValueError(
+            f"resuming {run_dir} cannot change {listed}: they change the model, the data or "
+            f"the evaluation; a resume may change only {', '.join(RESUMABLE)}"
+        )
+    step = read_checkpoint(ckpt_path)["global_step"]
+    return [*saved.get("history", []), {"resumed_at_step": step, "changes": changes}]
+
+
+def _is_global_zero_process() -> bool:
+    """
+    Whether this is the process of global rank 0, as the launcher's environment tells before
+    Lightning starts: Lightning's DDP launcher runs the whole command again in every further
+    process (setting ``LOCAL_RANK`` and ``NODE_RANK``), and cluster launchers (torchrun, SLURM)
+    start all processes at once (``RANK``, ``SLURM_PROCID``).
+    """
+    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def holds_run(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds a training run (a ``config.json`` or ``checkpoints/``)."""
+    run_dir = Path(run_dir)
+    return (run_dir / "config.json").exists() or (run_dir / "checkpoints").exists()
+
+
+def clear_run(run_dir: str | os.PathLike) -> None:
+    """Remove the run in ``run_dir``: exactly the entries of :data:`RUN_CONTENTS`."""
+    for name in RUN_CONTENTS:
+        path = Path(run_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def make_dataset(config: TrainConfig, split: str) -> Dataset:
@@ -682,14 +953,17 @@ def make_dataset(config: TrainConfig, split: str) -> Dataset:
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return DATASETS[config.dataset](
-        num_sequences=config.num_sequences if split == "train" else config.num_val_sequences,
-        num_frames=config.num_frames,
-        image_size=config.image_size,
-        seed=config.seed,
-        split=split,
-        **config.dataset_options,
-    )
+    try:
+        return DATASETS[config.dataset](
+            num_sequences=config.num_sequences if split == "train" else config.num_val_sequences,
+            num_frames=config.num_frames,
+            image_size=config.image_size,
+            seed=config.seed,
+            split=split,
+            **config.dataset_options,
+        )
+    except TypeError as error:  # e.g. an unknown keyword in dataset_options
+        raise TypeError(f"dataset_options of {config.dataset!r}: {error}") from error
 
 
 def make_model(config: TrainConfig, channels: int) -> torch.nn.Module:
@@ -792,22 +1066,39 @@ def train(
     run_dir: str | os.PathLike,
     *,
     resume: bool = False,
-    enable_progress_bar: bool = True,
+    overwrite: bool = False,
+    enable_progress_bar: bool | None = None,
 ) -> dict[str, Any] | None:
     """
     Build the datasets and model from ``config``, train, and write the whole run folder.
 
-    :param bool resume: continue from ``run_dir/checkpoints/last.ckpt``.
+    A folder holds one run. Into a folder that already holds one (see :func:`holds_run`),
+    ``train`` only resumes it or, with ``overwrite``, replaces it; everything that can be
+    checked (the datasets and model ``config`` names, the checkpoint) is checked before the
+    old run is removed or anything is written.
+
+    :param bool resume: continue from ``run_dir/checkpoints/last.ckpt``; ``config`` may differ
+        from the saved one only in the fields of :data:`RESUMABLE` (e.g. a new learning rate,
+        applied to the restored optimiser) and its ``max_steps`` must exceed the checkpoint's
+        step.
+    :param bool overwrite: remove the run in ``run_dir`` (:func:`clear_run`) and train anew.
+    :param enable_progress_bar: as in :func:`fit` (``None``: only on a terminal).
     :returns: the final metrics on the global-zero process, ``None`` on other ranks.
+    :raises ValueError: for a folder that holds another run, a missing or unreadable
+        checkpoint, a resume that has nothing to do or changes what it may not.
     """
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / "checkpoints" / "last.ckpt" if resume else None
-    if resume and not ckpt_path.exists():
-        raise ValueError(f"resume=True but there is no checkpoint at {ckpt_path}")
+    if _is_global_zero_process():
+        ckpt_path = _check_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
+    else:  # the process of global rank 0 checks (and clears) the folder for all
+        ckpt_path = run_dir / "checkpoints" / "last.ckpt" if resume else None
     train_data, val_data = make_dataset(config, "train"), make_dataset(config, "test")
     channels = _frames(train_data[0]).shape[1]
+    dynvae = make_model(config, channels)
+    if overwrite and _is_global_zero_process():
+        clear_run(run_dir)
     module = fit(
-        make_model(config, channels),
+        dynvae,
         train_data,
         val_data,
         config,
@@ -820,6 +1111,37 @@ def train(
     return finish_run(module.dynvae, val_data, config, run_dir)
 
 
+def _check_run_dir(
+    run_dir: Path, config: TrainConfig, *, resume: bool, overwrite: bool
+) -> Path | None:
+    """What :func:`train` may do with ``run_dir``; returns the checkpoint to resume from."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume keeps the run")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run folder {run_dir} is a file")
+    if not resume:
+        if holds_run(run_dir) and not overwrite:
+            raise ValueError(
+                f"{run_dir} already holds a training run; continue it with --resume "
+                "(resume=True) or replace it with --overwrite (overwrite=True)"
+            )
+        return None
+    read_run_config(run_dir)
+    ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt_path.exists():
+        raise ValueError(
+            f"cannot resume {run_dir}: {ckpt_path} is missing (the run stopped before its "
+            "first checkpoint; start it again with --overwrite)"
+        )
+    step = read_checkpoint(ckpt_path)["global_step"]
+    if step >= config.max_steps:
+        raise ValueError(
+            f"nothing to resume: {ckpt_path} is at step {step} and max_steps is "
+            f"{config.max_steps}; pass a larger max_steps (--max-steps) to train further"
+        )
+    return ckpt_path
+
+
 def load_run(
     run_dir: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, TrainConfig]:
@@ -827,17 +1149,25 @@ def load_run(
     Rebuild a run's model from ``config.json`` and load its ``checkpoints/last.ckpt`` weights.
 
     :returns: ``(dynvae, config)`` with ``dynvae`` in eval mode.
+    :raises ValueError: naming the file when ``config.json`` or the checkpoint is missing,
+        unreadable, or when the two do not belong together.
     """
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
+    saved, config = read_run_config(run_dir)
     ckpt_path = run_dir / "checkpoints" / "last.ckpt"
-    for path in (config_path, ckpt_path):
-        if not path.exists():
-            raise ValueError(f"run_dir {run_dir} is not a training run folder: {path} missing")
-    saved = json.loads(config_path.read_text())
-    config = TrainConfig.from_dict(saved["train"])
-    dynvae = build_model(**saved["model"])
-    state = torch.load(ckpt_path, map_location=map_location, weights_only=False)["state_dict"]
+    state = read_checkpoint(ckpt_path, map_location)["state_dict"]
+    try:
+        dynvae = build_model(**saved["model"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{run_dir / 'config.json'}: 'model': {error}") from None
     prefix = "dynvae."
-    dynvae.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    try:
+        dynvae.load_state_dict(
+            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
+    except RuntimeError as error:
+        raise ValueError(
+            f"{ckpt_path} does not hold the weights of the model in {run_dir / 'config.json'}"
+            f" ({str(error).splitlines()[0]} ...)"
+        ) from error
     return dynvae.eval(), config

@@ -38,3 +38,18 @@ def as_generator(value: Any, name: str = "rng") -> np.random.Generator:
         f"{name} must be a numpy.random.Generator, an int seed or None, "
         f"got {type(value).__name__}"
     )
+
+
+def check_nonnegative_float(value: Any, name: str) -> float:
+    """Return ``value`` as a ``float`` if it is a finite real number ``>= 0``.
+
+    :param value: the argument to check.
+    :param str name: the argument's name, for the error message.
+    :raises TypeError: if ``value`` is not a real number (``bool`` is rejected).
+    :raises ValueError: if ``value`` is negative, infinite or NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)

@@ -301,8 +301,9 @@ def test_validation_errors():
     with pytest.raises(ValueError, match=r"offdiag_blocks must have trailing shape .*\(7, 2, 2\)"):
         BlockTridiagMVN(d.loc, d.diag_blocks, d.offdiag_blocks[..., :6, :, :])
     with pytest.raises(ValueError, match=r"\(\.\.\., T, n\) for blocks='diagonal'"):
-        BlockTridiagMVN(d.loc, torch.ones(2), torch.ones(1), blocks="diagonal")
-    with pytest.raises(ValueError, match="Symmetric"):
+        BlockTridiagMVN(d.loc, torch.ones(2, dtype=torch.float64),
+                        torch.ones(1, dtype=torch.float64), blocks="diagonal")
+    with pytest.raises(ValueError, match="diag_blocks must be symmetric"):
         BlockTridiagMVN(
             d.loc,
             d.diag_blocks + torch.triu(torch.ones(2, 2), 1),

@@ -126,7 +126,7 @@ def test_moving_mnist_file(tmp_path):
     array = np.random.default_rng(0).integers(0, 256, size=(5, 3, 16, 16), dtype=np.uint8)
     path = tmp_path / "mnist_test_seq.npy"
     np.save(path, array)
-    ds = MovingMNISTFile(path)
+    ds = MovingMNISTFile(path, num_frames=5)
     assert len(ds) == 3 and ds.factor_names == [] and ds.static_factors == []
     frames, factors = ds[2]
     assert frames.shape == (5, 1, 16, 16) and frames.dtype == torch.float32

@@ -57,9 +57,10 @@ def check_run_folder(run_dir: Path, metrics: dict, printed: str, max_steps: int)
 def test_tiny_run_writes_every_promised_file(tmp_path, capsys):
     metrics = load_example().main(
         ["--quick", "--max-steps", "3", "--num-sequences", "32", "--num-val-sequences", "4",
-         "--run-dir", str(tmp_path), "--no-progress-bar"]
+         "--run-dir", str(tmp_path), "--no-progress-bar", "--threads", "1"]
     )
     check_run_folder(tmp_path, metrics, capsys.readouterr().out, max_steps=3)
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["threads"] == 1
 
 
 @pytest.mark.slow

@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from pyro_dynvae.validation import check_nonnegative_float
+
 from .base import Factor
 from .trajectories import linear_trajectories
 
@@ -45,9 +47,9 @@ class DriftingBackground:
     ) -> None:
         if kind not in BACKGROUND_KINDS:
             raise ValueError(f"background must be None or one of {BACKGROUND_KINDS}, got {kind!r}")
-        speed = DEFAULT_SPEEDS[kind] if speed is None else float(speed)
-        if not speed >= 0:
-            raise ValueError(f"background_speed must be >= 0, got {speed}")
+        if speed is None:
+            speed = DEFAULT_SPEEDS[kind]
+        speed = check_nonnegative_float(speed, "background_speed")
         if not 0 < amplitude <= 1:
             raise ValueError(f"background_amplitude must be in (0, 1], got {amplitude}")
         self.kind = kind

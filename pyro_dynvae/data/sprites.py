@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from pyro_dynvae.validation import check_positive_int
+from pyro_dynvae.validation import check_nonnegative_float, check_positive_int
 
 from .background import DriftingBackground
 from .base import Factor, FactorDataset
@@ -156,9 +156,7 @@ class DynamicSprites(FactorDataset):
                 raise ValueError(
                     f"speeds has unknown factor {name!r}; expected {list(self.speeds)}"
                 )
-            if not float(speed) >= 0:
-                raise ValueError(f"speed of {name!r} must be >= 0, got {speed}")
-            self.speeds[name] = float(speed)
+            self.speeds[name] = check_nonnegative_float(speed, f"speed of {name!r}")
         self.margin = EXTENT * BASE_RADIUS * SCALE_RANGE[1] * self.image_size
         far = self.image_size - 1 - self.margin
         colour = (0.0, 1.0, True) if channels == 3 else (*INTENSITY_RANGE, False)

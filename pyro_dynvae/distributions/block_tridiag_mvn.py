@@ -7,13 +7,68 @@ import math
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor
-from torch.distributions import MultivariateNormal, constraints
+from torch.distributions import MultivariateNormal, biject_to, constraints, transform_to
 from torch.distributions.utils import lazy_property
 
 from pyro_dynvae.ops import block_tridiag as ops
 from pyro_dynvae.ops import dispatch  # algorithm choice (sequential / cyclic), see its docs
 
 _LOG_2PI = math.log(2 * math.pi)
+
+
+class _Independent(constraints._IndependentConstraint):
+    """:func:`torch.distributions.constraints.independent` whose check also works on an empty
+    batch (torch's reshapes the result to ``(..., -1)``, which fails without elements)."""
+
+    def check(self, value: Tensor) -> Tensor:
+        result = self.base_constraint.check(value)
+        if result.dim() < self.reinterpreted_batch_ndims:
+            expected = self.base_constraint.event_dim + self.reinterpreted_batch_ndims
+            raise ValueError(f"Expected value.dim() >= {expected} but got {value.dim()}")
+        return result.flatten(-self.reinterpreted_batch_ndims).all(-1)
+
+
+def _delegate_to_independent(registry):
+    """The factory of :class:`_Independent` in ``registry`` (``biject_to``, ``transform_to``):
+    torch's for ``independent``; the registries look types up exactly, not by subclass."""
+
+    def factory(constraint: _Independent):
+        base, ndims = constraint.base_constraint, constraint.reinterpreted_batch_ndims
+        return registry(constraints.independent(base, ndims))
+
+    return factory
+
+
+for _registry in (biject_to, transform_to):
+    _registry.register(_Independent, _delegate_to_independent(_registry))
+
+
+def _check_tensors(**tensors: Tensor) -> None:
+    """Every argument is a floating-point tensor, all of one dtype (``TypeError`` naming them)."""
+    for name, value in tensors.items():
+        if not (isinstance(value, Tensor) and value.is_floating_point()):
+            raise TypeError(f"{name} must be a floating-point tensor, got {value!r:.80}")
+    if len({value.dtype for value in tensors.values()}) > 1:
+        listed = ", ".join(f"{name} {value.dtype}" for name, value in tensors.items())
+        raise TypeError(f"the arguments must have one dtype, got {listed}")
+
+
+def _symmetric_part(diag_blocks: Tensor, blocks: str, validate: bool) -> Tensor:
+    """The diagonal blocks every computation uses: checked to be symmetric with ``validate``
+    (then used as given: no extra operations in the graph), else ``(D_t + D_t') / 2``.
+
+    :raises ValueError: with ``validate``, naming the first time step whose ``D_t`` is not
+        symmetric (to the tolerance of ``constraints.symmetric``).
+    """
+    if blocks == "diagonal":
+        return diag_blocks
+    if not validate:
+        return (diag_blocks + diag_blocks.mT) / 2
+    asymmetric = ~constraints.symmetric.check(diag_blocks)
+    if bool(asymmetric.any()):
+        step = int(asymmetric.nonzero()[:, -1].min())
+        raise ValueError(f"diag_blocks must be symmetric, but D_t is not at time step {step}")
+    return diag_blocks
 
 
 class BlockTridiagMVN(TorchDistribution):
@@ -41,7 +96,12 @@ class BlockTridiagMVN(TorchDistribution):
 
     A precision that is not positive definite raises ``ValueError`` naming the first failing
     time step (and batch index) when the factor is computed: at construction with
-    ``validate_args``, at first use otherwise. No jitter is ever added.
+    ``validate_args``, at first use otherwise. No jitter is ever added. With ``validate_args``
+    diagonal blocks that are not symmetric raise ``ValueError``; without, each ``D_t`` is
+    replaced by its symmetric part ``(D_t + D_t') / 2`` (the only part a quadratic form sees),
+    so the density, the factor and :attr:`diag_blocks` all use that one matrix. The arguments
+    must be floating-point tensors of one dtype (``TypeError`` otherwise). Empty batches
+    (a batch dim of size 0) work as for any distribution.
 
     Gradients avoid replaying the factorisation where they can. ``log|J|`` (in
     :meth:`log_prob`, :meth:`entropy` and the KL) comes from the cached factor when one exists
@@ -71,11 +131,11 @@ class BlockTridiagMVN(TorchDistribution):
     """
 
     arg_constraints = {
-        "loc": constraints.independent(constraints.real, 2),
-        "diag_blocks": constraints.independent(constraints.symmetric, 1),
-        "offdiag_blocks": constraints.independent(constraints.real, 3),
+        "loc": _Independent(constraints.real, 2),
+        "diag_blocks": _Independent(constraints.symmetric, 1),
+        "offdiag_blocks": _Independent(constraints.real, 3),
     }
-    support = constraints.independent(constraints.real, 2)
+    support = _Independent(constraints.real, 2)
     has_rsample = True
 
     def __init__(
@@ -87,13 +147,7 @@ class BlockTridiagMVN(TorchDistribution):
         *,
         blocks: str = "full",
     ) -> None:
-        for name, value in (
-            ("loc", loc),
-            ("diag_blocks", diag_blocks),
-            ("offdiag_blocks", offdiag_blocks),
-        ):
-            if not (isinstance(value, Tensor) and value.is_floating_point()):
-                raise TypeError(f"{name} must be a floating-point tensor, got {value!r:.80}")
+        _check_tensors(loc=loc, diag_blocks=diag_blocks, offdiag_blocks=offdiag_blocks)
         num_steps, dim = ops.check_block_shapes(diag_blocks, offdiag_blocks, blocks=blocks)
         if loc.dim() < 2 or loc.shape[-2:] != (num_steps, dim):
             raise ValueError(
@@ -111,7 +165,8 @@ class BlockTridiagMVN(TorchDistribution):
         self.loc = loc.expand(batch_shape + loc.shape[-2:])
         # The blocks keep their own (broadcastable) batch shape, so that a prior shared by a
         # batch of sequences is factorised once, not once per sequence.
-        self._diag = diag_blocks
+        validate = self._validate_args if validate_args is None else validate_args
+        self._diag = _symmetric_part(diag_blocks, blocks, validate)
         self._offdiag = offdiag_blocks
         super().__init__(batch_shape, torch.Size((num_steps, dim)), validate_args=validate_args)
         # A Markov chain's precision (log-det seeded by from_markov_chain) is positive definite
@@ -144,12 +199,15 @@ class BlockTridiagMVN(TorchDistribution):
         :param bool validate_args: as in the constructor.
         :param str blocks: ``"full"`` or ``"diagonal"``, keyword only.
         """
+        _check_tensors(info_vec=info_vec, diag_blocks=diag_blocks, offdiag_blocks=offdiag_blocks)
         num_steps, dim = ops.check_block_shapes(diag_blocks, offdiag_blocks, blocks=blocks)
         if info_vec.dim() < 2 or info_vec.shape[-2:] != (num_steps, dim):
             raise ValueError(
                 f"info_vec must have shape (..., T, n) = (..., {num_steps}, {dim}) to match "
                 f"diag_blocks {tuple(diag_blocks.shape)}, got {tuple(info_vec.shape)}"
             )
+        validate = cls._validate_args if validate_args is None else validate_args
+        diag_blocks = _symmetric_part(diag_blocks, blocks, validate)
         factor = dispatch.factorize(diag_blocks, offdiag_blocks, blocks=blocks)
         loc = dispatch.solve_with_adjoint(
             factor, diag_blocks, offdiag_blocks, info_vec.unsqueeze(-1), blocks=blocks
@@ -196,8 +254,19 @@ class BlockTridiagMVN(TorchDistribution):
             ``blocks="diagonal"``.
         :param bool validate_args: as in the constructor.
         :param str blocks: ``"full"`` or ``"diagonal"``, keyword only.
-        :raises ValueError: if ``init_cov`` or ``trans_cov`` is not positive definite.
+        :raises TypeError: if the arguments are not floating-point tensors of one dtype.
+        :raises ValueError: naming the argument, if the shapes do not match, if ``init_cov`` or
+            ``trans_cov`` is not positive definite, and with validation if an argument holds
+            a non-finite value.
         """
+        tensors = {"init_loc": init_loc, "init_cov": init_cov, "trans_matrix": trans_matrix,
+                   "trans_cov": trans_cov}
+        _check_tensors(**tensors)
+        if cls._validate_args if validate_args is None else validate_args:
+            finite = torch.stack([torch.isfinite(value).all() for value in tensors.values()])
+            if not bool(finite.all()):  # one host synchronisation
+                name = list(tensors)[finite.tolist().index(False)]
+                raise ValueError(f"{name} must be finite, got non-finite values")
         diag_blocks, offdiag_blocks = ops.markov_chain_blocks(
             init_cov, trans_matrix, trans_cov, blocks=blocks
         )
@@ -333,7 +402,8 @@ class BlockTridiagMVN(TorchDistribution):
         same draw for a given ``eps``. All samples are columns of one right-hand side."""
         shape = self._extended_shape(sample_shape)
         noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
-        flat_noise = noise.reshape((-1,) + self.batch_shape + self.event_shape)
+        num_samples = torch.Size(sample_shape).numel()  # not -1: batches may be empty
+        flat_noise = noise.reshape((num_samples,) + self.batch_shape + self.event_shape)
         return self.loc + self._transform_noise(flat_noise).reshape(shape)
 
     def _transform_noise(self, noise: Tensor) -> Tensor:

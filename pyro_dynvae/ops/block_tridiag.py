@@ -806,6 +806,32 @@ def _covariance_cholesky(cov: Tensor, alg, name: str) -> Tensor:
     return chol
 
 
+def _check_trans_matrix(trans_matrix: Tensor, alg, blocks: str) -> None:
+    """``trans_matrix`` has a time dim and (full blocks) square blocks, else ``ValueError``."""
+    full = alg.block_ndim == 2
+    if trans_matrix.dim() < alg.block_ndim + 1 or (
+        full and trans_matrix.shape[-1] != trans_matrix.shape[-2]
+    ):
+        layout = "(..., T-1, n, n)" if full else "(..., T-1, n)"
+        raise ValueError(
+            f"trans_matrix must have shape {layout} for blocks={blocks!r}, got "
+            f"{tuple(trans_matrix.shape)}"
+        )
+
+
+def _check_trailing(
+    name: str, value: Tensor, ndim: int, trans_matrix: Tensor, blocks: str
+) -> None:
+    """``value`` ends in the last ``ndim`` dims of ``trans_matrix`` (``(n,)``, ``(n, n)`` or
+    ``(T-1, n, n)``), else a ``ValueError`` naming ``name``."""
+    expected = tuple(trans_matrix.shape[trans_matrix.dim() - ndim :])
+    if value.dim() < ndim or tuple(value.shape[value.dim() - ndim :]) != expected:
+        raise ValueError(
+            f"{name} must have trailing shape {expected} to match trans_matrix "
+            f"{tuple(trans_matrix.shape)} (blocks={blocks!r}), got {tuple(value.shape)}"
+        )
+
+
 def markov_chain_blocks(
     init_cov: Tensor, trans_matrix: Tensor, trans_cov: Tensor, *, blocks: str = "full"
 ) -> tuple[Tensor, Tensor]:
@@ -826,20 +852,13 @@ def markov_chain_blocks(
     :param torch.Tensor trans_matrix: ``A_t`` ``(..., T-1, n, n)`` (``(..., T-1, n)``).
     :param torch.Tensor trans_cov: ``Q_t`` ``(..., T-1, n, n)`` (``(..., T-1, n)``).
     :returns: ``(diag_blocks, offdiag_blocks)`` in the layout given by ``blocks``.
-    :raises ValueError: on mismatched shapes or covariances that are not positive definite.
+    :raises ValueError: naming the argument, on mismatched shapes or covariances that are not
+        positive definite.
     """
     alg = _algebra(blocks)
-    layout = "(T-1, n, n)" if alg.block_ndim == 2 else "(T-1, n)"
-    if (
-        trans_matrix.dim() < alg.block_ndim + 1
-        or trans_cov.shape[-alg.block_ndim - 1 :] != trans_matrix.shape[-alg.block_ndim - 1 :]
-        or init_cov.shape[-alg.block_ndim :] != trans_matrix.shape[-alg.block_ndim :]
-    ):
-        raise ValueError(
-            f"trans_matrix and trans_cov must have trailing shape {layout} and init_cov "
-            f"{layout[4:]}, got {tuple(trans_matrix.shape)}, {tuple(trans_cov.shape)} and "
-            f"{tuple(init_cov.shape)}"
-        )
+    _check_trans_matrix(trans_matrix, alg, blocks)
+    _check_trailing("trans_cov", trans_cov, alg.block_ndim + 1, trans_matrix, blocks)
+    _check_trailing("init_cov", init_cov, alg.block_ndim, trans_matrix, blocks)
     init_chol = _covariance_cholesky(init_cov, alg, "init_cov")
     noise_chol = _covariance_cholesky(trans_cov, alg, "trans_cov")
     noise_prec = alg.cholesky_inverse(noise_chol)
@@ -891,8 +910,11 @@ def markov_chain_mean(init_loc: Tensor, trans_matrix: Tensor, *, blocks: str = "
     :param torch.Tensor init_loc: ``m_0`` ``(..., n)``.
     :param torch.Tensor trans_matrix: ``A_t`` ``(..., T-1, n, n)`` (``(..., T-1, n)`` with
         ``blocks="diagonal"``).
+    :raises ValueError: naming the argument whose shape does not fit.
     """
     alg = _algebra(blocks)
+    _check_trans_matrix(trans_matrix, alg, blocks)
+    _check_trailing("init_loc", init_loc, 1, trans_matrix, blocks)
     batch_shape, (loc, trans) = _flatten_batch(
         [init_loc.unsqueeze(-1), trans_matrix], [2, alg.block_ndim + 1]
     )
