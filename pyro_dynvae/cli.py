@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from pyro_dynvae import compare, viz
 from pyro_dynvae import train as training
+from pyro_dynvae import viz
+from pyro_dynvae.assessment import study as compare
 
 #: help text of every TrainConfig field exposed by ``pyro-dynvae train``
 TRAIN_OPTIONS = {
