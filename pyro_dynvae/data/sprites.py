@@ -30,7 +30,9 @@ https://iquilezles.org/articles/distfunctions2d/) gives the distance to the outl
 coverage ``alpha = clip(1/2 - radius * sdf(u), 0, 1)`` (one-pixel anti-aliasing) composites the
 colour over the background: ``frame = (1 - alpha) background + alpha colour``. A frame is thus a
 deterministic function of its factor row. The square looks the same after a quarter turn, the
-ellipse after a half turn, so ``rotation`` is identifiable from images only up to that symmetry.
+ellipse after a half turn and the triangle after a third (:data:`SYMMETRY_ORDERS`), so
+``rotation`` is identifiable from images only up to that symmetry: the factor declares it, and
+``identifiable_factors`` maps rotation to ``(k * rotation) mod 2 pi`` with the shape's order ``k``.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def _heart(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 SHAPES = {"square": _square, "ellipse": _ellipse, "triangle": _triangle, "heart": _heart}
+#: order of each shape's rotational symmetry: it looks the same after ``2 pi / order`` radians
+SYMMETRY_ORDERS = {"square": 4, "ellipse": 2, "triangle": 3, "heart": 1}
 
 
 def hue_to_rgb(hue: torch.Tensor) -> torch.Tensor:
@@ -170,8 +174,10 @@ class DynamicSprites(FactorDataset):
             "rotation": (0.0, 2 * math.pi, True),
         }
         self.factors = [Factor("shape", 0, len(shapes) - 1, len(shapes), static=True)]
+        symmetry = {"rotation": ("shape", tuple(SYMMETRY_ORDERS[name] for name in self.shapes))}
         self.factors += [
-            Factor(name, low, high, static=self.speeds[name] == 0, periodic=periodic)
+            Factor(name, low, high, static=self.speeds[name] == 0, periodic=periodic,
+                   symmetry=symmetry.get(name))
             for name, (low, high, periodic) in ranges.items()
         ]
         self.background = (
