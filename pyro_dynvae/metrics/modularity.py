@@ -60,6 +60,41 @@ def _one_vs_rest_auc(labels: np.ndarray, probabilities: np.ndarray,
     return float(np.mean(aucs))
 
 
+def explicitness(codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray,
+                 factors_test: np.ndarray) -> tuple[float, float]:
+    """Explicitness on the training and the test set (Ridgeway & Mozer 2018): for each factor
+    the macro one-vs-rest ROC-AUC of a default ``LogisticRegression()`` predicting it from all
+    codes, standardised with the training mean and standard deviation (a constant code is left
+    unscaled); the mean over factors.
+
+    :param numpy.ndarray codes_train: real array ``(N, D)``.
+    :param numpy.ndarray factors_train: integer array ``(N, K)``.
+    :param numpy.ndarray codes_test: real array ``(M, D)``.
+    :param numpy.ndarray factors_test: integer array ``(M, K)``.
+    :returns: ``(explicitness_train, explicitness_test)``; 0.5 is chance.
+    :raises ValueError: if a factor is constant on the training set.
+    """
+    mean, std = codes_train.mean(axis=0), codes_train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    train_normalised, test_normalised = (codes_train - mean) / std, (codes_test - mean) / std
+    explicitness_train, explicitness_test = [], []
+    for j in range(factors_train.shape[1]):
+        if np.unique(factors_train[:, j]).size < 2:
+            raise ValueError(
+                f"factors[:, {j}] takes a single value on the training split, so its "
+                "explicitness (a classifier's ROC-AUC) is undefined; pass more rows, a "
+                "smaller test_fraction, or drop the constant factor"
+            )
+        classifier = LogisticRegression().fit(train_normalised, factors_train[:, j])
+        explicitness_train.append(_one_vs_rest_auc(
+            factors_train[:, j], classifier.predict_proba(train_normalised),
+            classifier.classes_))
+        explicitness_test.append(_one_vs_rest_auc(
+            factors_test[:, j], classifier.predict_proba(test_normalised),
+            classifier.classes_))
+    return float(np.mean(explicitness_train)), float(np.mean(explicitness_test))
+
+
 def modularity_explicitness(codes: Any, factors: Any, num_bins: int = 20, *,
                             test_codes: Any = None, test_factors: Any = None,
                             test_fraction: float = DEFAULT_TEST_FRACTION,
@@ -67,12 +102,9 @@ def modularity_explicitness(codes: Any, factors: Any, num_bins: int = 20, *,
     r"""Modularity and explicitness of a representation (Ridgeway & Mozer 2018).
 
     Modularity (:func:`modularity_from_mutual_info`) uses the mutual information between
-    the training codes, discretised into ``num_bins`` histogram bins, and the factors.
-    Explicitness of a factor is the macro one-vs-rest ROC-AUC of a default
-    ``LogisticRegression()`` predicting it from all codes, standardised with the training
-    mean and standard deviation (a constant code is left unscaled); reported as the mean
-    over factors on the training and the test set. Defaults of disentanglement_lib:
-    ``num_bins=20``, 10,000 train / 5,000 test points.
+    the training codes, discretised into ``num_bins`` histogram bins, and the factors;
+    explicitness is :func:`explicitness`. Defaults of disentanglement_lib: ``num_bins=20``,
+    10,000 train / 5,000 test points.
 
     :param codes: real array ``(N, D)``.
     :param factors: integer-valued array ``(N, K)``, ``K >= 2``.
@@ -90,26 +122,10 @@ def modularity_explicitness(codes: Any, factors: Any, num_bins: int = 20, *,
         codes, factors, test_codes, test_factors, test_fraction, random_state, discrete=True)
     mutual_info = discrete_mutual_info(histogram_discretize(codes_train, num_bins),
                                        factors_train)
-    mean, std = codes_train.mean(axis=0), codes_train.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    train_normalised, test_normalised = (codes_train - mean) / std, (codes_test - mean) / std
-    explicitness_train, explicitness_test = [], []
-    for j in range(factors.shape[1]):
-        if np.unique(factors_train[:, j]).size < 2:
-            raise ValueError(
-                f"factors[:, {j}] takes a single value on the training split, so its "
-                "explicitness (a classifier's ROC-AUC) is undefined; pass more rows, a "
-                "smaller test_fraction, or drop the constant factor"
-            )
-        classifier = LogisticRegression().fit(train_normalised, factors_train[:, j])
-        explicitness_train.append(_one_vs_rest_auc(
-            factors_train[:, j], classifier.predict_proba(train_normalised),
-            classifier.classes_))
-        explicitness_test.append(_one_vs_rest_auc(
-            factors_test[:, j], classifier.predict_proba(test_normalised),
-            classifier.classes_))
+    explicitness_train, explicitness_test = explicitness(codes_train, factors_train,
+                                                         codes_test, factors_test)
     return with_versions({
         "modularity": modularity_from_mutual_info(mutual_info),
-        "explicitness_train": float(np.mean(explicitness_train)),
-        "explicitness_test": float(np.mean(explicitness_test)),
+        "explicitness_train": explicitness_train,
+        "explicitness_test": explicitness_test,
     })
