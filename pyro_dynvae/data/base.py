@@ -125,7 +125,8 @@ class FactorSpace:
     def identifiable_factors(self, factors: torch.Tensor) -> torch.Tensor:
         r"""Factor rows reduced to what a frame can show: every periodic factor with a
         ``symmetry`` of order :math:`k` (read from the row's category of the factor it names) is
-        wrapped :math:`k` times around its circle,
+        wrapped :math:`k` times around its circle (a bounded, non-periodic factor is left as it
+        is),
 
         .. math:: v \mapsto \mathrm{low} + \big(k (v - \mathrm{low})\big) \bmod P,
                   \qquad P = \mathrm{high} - \mathrm{low},
@@ -141,7 +142,7 @@ class FactorSpace:
         """
         factors = self._check_rows(factors).clone()
         for k, factor in enumerate(self.factors):
-            if factor.symmetry is None:
+            if factor.symmetry is None or not factor.periodic:
                 continue
             name, orders = factor.symmetry
             if name not in self.factor_names:

@@ -30,9 +30,7 @@ https://iquilezles.org/articles/distfunctions2d/) gives the distance to the outl
 coverage ``alpha = clip(1/2 - radius * sdf(u), 0, 1)`` (one-pixel anti-aliasing) composites the
 colour over the background: ``frame = (1 - alpha) background + alpha colour``. A frame is thus a
 deterministic function of its factor row. The square looks the same after a quarter turn, the
-ellipse after a half turn and the triangle after a third (:data:`SYMMETRY_ORDERS`), so
-``rotation`` is identifiable from images only up to that symmetry: the factor declares it, and
-``identifiable_factors`` maps rotation to ``(k * rotation) mod 2 pi`` with the shape's order ``k``.
+ellipse after a half turn, so ``rotation`` is identifiable from images only up to that symmetry.
 """
 
 from __future__ import annotations
@@ -98,7 +96,7 @@ def _heart(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 SHAPES = {"square": _square, "ellipse": _ellipse, "triangle": _triangle, "heart": _heart}
-#: order of each shape's rotational symmetry: it looks the same after ``2 pi / order`` radians
+#: order ``k`` of each shape's rotational symmetry: it looks the same after ``2 pi / k``
 SYMMETRY_ORDERS = {"square": 4, "ellipse": 2, "triangle": 3, "heart": 1}
 
 
