@@ -53,10 +53,12 @@ each factor's type (:func:`pyro_dynvae.metrics.mcc.typed_correlation_matrix`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from pyro_dynvae import metrics
 from pyro_dynvae.metrics.dci import dci_completeness, dci_disentanglement
@@ -173,7 +175,7 @@ def _classes_scores(sample: SequenceSample, factor_types: Sequence[tuple[str, fl
     if codes_all.shape[-1] >= 2:
         top_two = -np.sort(-sap_score_matrix(*flat, continuous=False), axis=0)[:2]
         scores["sap"] = float(np.mean(top_two[0] - top_two[1]))
-    if labels_fit.shape[-1] >= 2:
+    if labels_fit.shape[-1] >= 2 and sizes[0] >= 2:
         mutual_info = discrete_mutual_info(histogram_discretize(codes_fit[:, 0], num_bins),
                                            labels_fit[:, 0])
         scores["modularity"] = modularity_from_mutual_info(mutual_info)
@@ -213,6 +215,19 @@ def score_codes(codes: Any, factors: Any, factor_types: Any,
         one), ``"probes"`` (per factor, :func:`~.probes.probe_sample`), ``"factors"`` (names
         scored), ``"constant_factors"``, ``"sample"`` (sizes) and ``"versions"``.
     """
+    with warnings.catch_warnings():
+        # SAP's LinearSVC(C=0.01) (disentanglement_lib's) and the logistic regressions often
+        # stop at their iteration limit; the metrics are defined by the predictors so fitted
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        return _score_codes(codes, factors, factor_types, factor_names,
+                            frames_per_sequence, test_fraction, num_bins, dci_predictor,
+                            random_state)
+
+
+def _score_codes(codes: Any, factors: Any, factor_types: Any,
+                 factor_names: Sequence[str] | None, frames_per_sequence: int,
+                 test_fraction: float, num_bins: int, dci_predictor: str,
+                 random_state: int) -> dict[str, Any]:
     num_bins = check_positive_int(num_bins, "num_bins", minimum=2)
     sample = sample_sequences(codes, factors, frames_per_sequence=frames_per_sequence,
                               test_fraction=test_fraction, random_state=random_state)
@@ -240,3 +255,15 @@ def score_codes(codes: Any, factors: Any, factor_types: Any,
     result.update(mean_probe_scores(result["probes"]))
     return result
 
+
+
+def without_nan(value: Any) -> Any:
+    """``value`` with every NaN float, at any depth of dicts and lists, replaced by ``None``
+    (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nan(item) for item in value]
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value

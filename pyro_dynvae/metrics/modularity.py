@@ -51,13 +51,14 @@ def modularity_from_mutual_info(mutual_info: Any) -> float:
 def _one_vs_rest_auc(labels: np.ndarray, probabilities: np.ndarray,
                      classes: np.ndarray) -> float:
     """Macro-averaged one-vs-rest ROC-AUC over the classes present (and not exhaustive) in
-    ``labels``; disentanglement_lib binarises the labels with MultiLabelBinarizer."""
+    ``labels`` (NaN if there is none); disentanglement_lib binarises the labels with
+    MultiLabelBinarizer."""
     aucs = []
     for column, label in enumerate(classes):
         positives = labels == label
         if 0 < positives.sum() < len(labels):
             aucs.append(roc_auc_score(positives, probabilities[:, column]))
-    return float(np.mean(aucs))
+    return float(np.mean(aucs)) if aucs else float("nan")
 
 
 def explicitness(codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray,
@@ -71,7 +72,9 @@ def explicitness(codes_train: np.ndarray, factors_train: np.ndarray, codes_test:
     :param numpy.ndarray factors_train: integer array ``(N, K)``.
     :param numpy.ndarray codes_test: real array ``(M, D)``.
     :param numpy.ndarray factors_test: integer array ``(M, K)``.
-    :returns: ``(explicitness_train, explicitness_test)``; 0.5 is chance.
+    :returns: ``(explicitness_train, explicitness_test)``; 0.5 is chance. A factor with a
+        single class in a set has no ROC-AUC there and is left out of that mean (NaN if no
+        factor has one).
     :raises ValueError: if a factor is constant on the training set.
     """
     mean, std = codes_train.mean(axis=0), codes_train.std(axis=0)
@@ -92,7 +95,12 @@ def explicitness(codes_train: np.ndarray, factors_train: np.ndarray, codes_test:
         explicitness_test.append(_one_vs_rest_auc(
             factors_test[:, j], classifier.predict_proba(test_normalised),
             classifier.classes_))
-    return float(np.mean(explicitness_train)), float(np.mean(explicitness_test))
+    return _mean_of_defined(explicitness_train), _mean_of_defined(explicitness_test)
+
+
+def _mean_of_defined(values: list[float]) -> float:
+    defined = [value for value in values if not np.isnan(value)]
+    return float(np.mean(defined)) if defined else float("nan")
 
 
 def modularity_explicitness(codes: Any, factors: Any, num_bins: int = 20, *,
