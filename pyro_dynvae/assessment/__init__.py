@@ -1,7 +1,9 @@
 """How a trained run is scored, in one place.
 
 - :mod:`~pyro_dynvae.assessment.scoring`: codes against ground-truth factors on many held-out
-  sequences, one frame each, every predictor fitted on some sequences and tested on others;
+  sequences, frames drawn per sequence (:mod:`~pyro_dynvae.assessment.sampling`), every
+  predictor (:mod:`~pyro_dynvae.assessment.predictors`) fitted on some sequences and tested on
+  others;
 - :mod:`~pyro_dynvae.assessment.probes`: per-factor linear and nonlinear probes;
 - :mod:`~pyro_dynvae.assessment.study`: the variant comparison study.
 

@@ -77,9 +77,12 @@ def held_out_score(kind: str, targets: np.ndarray, predictions: np.ndarray) -> f
     """Accuracy (categorical), :math:`R^2` (continuous) or the variance-weighted :math:`R^2` of
     the :math:`(\\cos, \\sin)` embedding (periodic) of ``predictions`` against ``targets``; the
     :math:`R^2` is relative to the mean of ``targets`` (scikit-learn's ``r2_score``), so 0 is the
-    score of predicting the mean and it is negative for worse predictions."""
+    score of predicting the mean and it is negative for worse predictions (NaN, undefined,
+    for fewer than two test observations)."""
     if kind == "categorical":
         return float(np.mean(predictions == targets))
+    if len(targets) < 2:
+        return float("nan")
     return float(r2_score(targets, predictions, multioutput="variance_weighted"))
 
 
