@@ -42,7 +42,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pyro_dynvae import __version__
-from pyro_dynvae.assessment.scoring import score_codes, without_nan
+from pyro_dynvae.assessment.scoring import score_factor_space, without_nan
 from pyro_dynvae.data import DynamicSprites, FactorDataset, MovingMNIST
 from pyro_dynvae.inference_data import (
     dynamics_inference_data,
@@ -349,12 +349,10 @@ def disentanglement(
         factors.append(batch_factors)
     space = dataset.factor_subset()
     columns = [dataset.factor_index(name) for name in space.factor_names]
-    factors = space.identifiable_factors(torch.cat(factors)[..., columns])
-    scores = score_codes(
+    scores = score_factor_space(
         torch.cat(codes).double().numpy(),
-        factors.double().numpy(),
-        space.factor_types,
-        space.factor_names,
+        torch.cat(factors)[..., columns],
+        space,
         frames_per_sequence=frames_per_sequence,
         dci_predictor=dci_predictor,
         random_state=seed,

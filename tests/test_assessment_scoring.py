@@ -15,7 +15,13 @@ import pytest
 
 from pyro_dynvae import metrics
 from pyro_dynvae.assessment.sampling import sample_sequences
-from pyro_dynvae.assessment.scoring import SCORE_KEYS, discretize_factors, score_codes
+from pyro_dynvae.assessment.scoring import (
+    SCORE_KEYS,
+    discretize_factors,
+    score_codes,
+    score_factor_space,
+)
+from pyro_dynvae.data import DynamicSprites
 from pyro_dynvae.metrics.modularity import modularity_from_mutual_info
 from pyro_dynvae.metrics.utils import discrete_mutual_info, histogram_discretize
 
@@ -173,3 +179,18 @@ def test_bad_arguments_are_rejected(kwargs, match):
     codes, factors, types = (arguments.pop(key) for key in ("codes", "factors", "factor_types"))
     with pytest.raises(ValueError, match=match):
         score_codes(codes, factors, types, **arguments)
+
+
+def test_sprite_rotation_is_scored_modulo_each_shapes_symmetry():
+    """A code that holds what a frame shows, rotation modulo 2 pi / k, reads rotation exactly;
+    one that holds the raw angle, which a frame of a square cannot show, does not."""
+    dataset = DynamicSprites(num_sequences=300, num_frames=3, image_size=32)
+    space = dataset.factor_subset()
+    factors = dataset.sequence_factors(range(300))
+    folded = dataset.identifiable_factors(factors)[..., 5].double().numpy()
+    raw = factors[..., 5].double().numpy()
+    others = factors[..., :5].double().numpy()
+    for angle, expected in ((folded, (0.99, 1.0)), (raw, (-0.2, 0.5))):
+        codes = np.concatenate([others, np.stack([np.cos(angle), np.sin(angle)], -1)], -1)
+        probes = score_factor_space(codes, factors, space, dci_predictor="random_forest")
+        assert expected[0] < probes["probes"]["rotation"]["linear"] < expected[1]

@@ -27,15 +27,15 @@ sequence makes the observations independent, as disentanglement_lib's sampler as
 
 **DCI importances.** disentanglement_lib's DCI uses the impurity-based importances (mean
 decrease in impurity, MDI) of gradient-boosted trees fitted on the training points. MDI is
-computed on the fitting data, so it credits any feature the trees can split on to memorise
-them (Strobl et al. 2007, BMC Bioinformatics 8:25): with several frames per sequence, a
-per-sequence constant. Here the DCI predictors are fitted on one frame per sequence, where
-memorising a sequence cannot lower the impurity of any other point, and MDI is kept (so D and
-C follow the library's definition). (Measured on that control with 10 frames per fitting sequence:
-the constant latent took 76-90% of every factor's MDI, DCI-C 0.65.) Held-out permutation
-importance (Breiman 2001) would not need that restriction, but it is noise around 0 for codes
-that carry nothing, and D and C, which normalise the importances, turn that noise into
-spurious concentration (pure noise: DCI-D 0.56, DCI-C 0.44 on 1,000 sequences).
+computed on the fitting data, so it credits any feature the trees can split on to memorise them
+(Strobl et al. 2007, BMC Bioinformatics 8:25): with several frames per sequence, a per-sequence
+constant. Here the DCI predictors are fitted on one frame per sequence, where memorising a
+sequence cannot lower the impurity of any other point, and MDI is kept (so D and C follow the
+library's definition). (Measured on that control with 10 frames per fitting sequence: the
+constant latent took 76-90% of every factor's MDI, DCI-C 0.65.) Held-out permutation importance
+(Breiman 2001) would not need that restriction, but it is noise around 0 for codes that carry
+nothing, and D and C, which normalise the importances, turn that noise into spurious
+concentration (pure noise: DCI-D 0.56, DCI-C 0.44 on 1,000 sequences).
 
 **DCI informativeness** departs from disentanglement_lib (accuracy of a classifier of 20-bin
 factors), which gave 0.17 for an exact code under a random rotation: here each factor is
@@ -58,6 +58,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from pyro_dynvae import metrics
@@ -255,6 +256,16 @@ def _score_codes(codes: Any, factors: Any, factor_types: Any,
     result.update(mean_probe_scores(result["probes"]))
     return result
 
+
+def score_factor_space(codes: Any, factors: Any, space: Any, **options: Any) -> dict[str, Any]:
+    """:func:`score_codes` of codes ``(S, T, n)`` against factors ``(S, T, K)`` in the columns
+    of ``space`` (a dataset or its ``factor_subset()``), which supplies their names, their
+    types and the reduction to what a frame shows (``identifiable_factors``).
+
+    :param options: keyword arguments of :func:`score_codes`.
+    """
+    identifiable = space.identifiable_factors(torch.as_tensor(factors)).double().numpy()
+    return score_codes(codes, identifiable, space.factor_types, space.factor_names, **options)
 
 
 def without_nan(value: Any) -> Any:

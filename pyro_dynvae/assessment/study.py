@@ -355,9 +355,8 @@ def code_metrics(codes: np.ndarray, factors: np.ndarray, space: Any, budget: Stu
     :returns: the floats of :data:`~pyro_dynvae.assessment.scoring.SCORE_KEYS`,
         ``"probes"`` (per factor) and ``"factors"`` (the names scored, in column order).
     """
-    identifiable = space.identifiable_factors(torch.as_tensor(factors)).numpy()
-    scores = scoring.score_codes(codes, identifiable, space.factor_types, space.factor_names,
-                                 dci_predictor=budget.dci_predictor, random_state=seed)
+    scores = scoring.score_factor_space(codes, factors, space,
+                                        dci_predictor=budget.dci_predictor, random_state=seed)
     return {key: scores[key] for key in (*scoring.SCORE_KEYS, "probes", "factors")}
 
 
