@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
-from pyro_dynvae import compare, viz
 from pyro_dynvae import train as training
+from pyro_dynvae import viz
+from pyro_dynvae.assessment import study as compare
 
 #: exit status for a mistake in what was asked (as for argparse's own errors)
 USAGE_ERROR = 2

@@ -57,6 +57,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pyro_dynvae import __version__
+from pyro_dynvae.assessment.scoring import score_factor_space, without_nan
 from pyro_dynvae.data import DynamicSprites, FactorDataset, MovingMNIST
 from pyro_dynvae.defaults import model_options
 from pyro_dynvae.inference_data import (
@@ -64,13 +65,7 @@ from pyro_dynvae.inference_data import (
     dynamics_summary,
     plot_prior_scales,
 )
-from pyro_dynvae.metrics import (
-    eigenvalue_bimodality,
-    forecast_scores,
-    library_versions,
-    mcc,
-    mig,
-)
+from pyro_dynvae.metrics import eigenvalue_bimodality, forecast_scores
 from pyro_dynvae.metrics.digit_reading import digit_reading
 from pyro_dynvae.models import build_model
 from pyro_dynvae.viz import save_run_figures
@@ -468,35 +463,51 @@ def evaluate(
 
 @torch.no_grad()
 def disentanglement(
-    dynvae: torch.nn.Module, dataset: FactorDataset, *, batch_size: int = 16
+    dynvae: torch.nn.Module,
+    dataset: FactorDataset,
+    *,
+    batch_size: int = 16,
+    frames_per_sequence: int = 1,
+    dci_predictor: str = "gradient_boosting",
+    seed: int = 0,
 ) -> dict[str, Any]:
     """
-    Per-frame disentanglement of the posterior means ``encode(frames)["z_mean"]`` against the
-    ground-truth factors the dataset recommends (``dataset.metric_factors``): MIG (Chen et al.
-    2018, factors discretised by ``dataset.discretize`` into 20 bins) and MCC (Spearman,
-    Hungarian matching), from :mod:`pyro_dynvae.metrics`. Factors constant over ``dataset``
-    carry no information and are left out.
+    Disentanglement and probes of the posterior means ``encode(frames)["z_mean"]`` against the
+    ground-truth factors the dataset recommends (``dataset.metric_factors``, reduced to what a
+    frame shows by ``identifiable_factors``, with their ``factor_types``), scored by
+    :func:`pyro_dynvae.assessment.scoring.score_codes`: frames drawn from every sequence (one
+    by default), predictors fitted on two thirds of the sequences and scored on the others, so
+    a latent that is merely constant within each sequence earns nothing. Factors constant over
+    the sampled frames carry no information and are left out. The scores are only as precise
+    as the number of sequences allows: evaluate on more (``pyro-dynvae evaluate
+    --num-val-sequences``) for stable numbers.
 
-    :returns: ``{"mig", "mcc", "factors": names used, "versions"}``.
+    :param int frames_per_sequence: frames drawn per sequence for the fitted and held-out
+        predictors (see :func:`~pyro_dynvae.assessment.scoring.score_codes`).
+    :param str dci_predictor: ``"gradient_boosting"`` (disentanglement_lib's) or
+        ``"random_forest"``.
+    :param int seed: seed of the frames drawn, the split and the predictors.
+    :returns: ``{"mig", "dci_disentanglement", "dci_completeness", "dci_informativeness",
+        "sap", "modularity", "explicitness", "mcc", "probe_linear", "probe_nonlinear",
+        "probes": per factor, "factors": names scored, "constant_factors", "sample": sizes,
+        "versions"}``; a score the sample cannot define is ``None``.
     """
     device = next(dynvae.parameters()).device
     codes, factors = [], []
     for frames, batch_factors in _loader(dataset, 0, batch_size=batch_size):
-        codes.append(dynvae.encode(frames.to(device))["z_mean"].flatten(0, 1).cpu())
-        factors.append(batch_factors.flatten(0, 1))
-    factors = torch.cat(factors)
-    columns = [dataset.factor_names.index(name) for name in dataset.metric_factors]
-    discrete = dataset.discretize(factors)[:, columns]
-    varying = [i for i in range(len(columns)) if (discrete[:, i] != discrete[0, i]).any()]
-    if not varying:
-        raise ValueError("no metric factor varies over the dataset; use more sequences")
-    codes = torch.cat(codes).double().numpy()
-    return {
-        "mig": mig(codes, discrete[:, varying].numpy())["mig"],
-        "mcc": mcc(codes, factors[:, columns][:, varying].double().numpy())["mcc"],
-        "factors": [dataset.metric_factors[i] for i in varying],
-        "versions": library_versions(),
-    }
+        codes.append(dynvae.encode(frames.to(device))["z_mean"].cpu())
+        factors.append(batch_factors)
+    space = dataset.factor_subset()
+    columns = [dataset.factor_index(name) for name in space.factor_names]
+    scores = score_factor_space(
+        torch.cat(codes).double().numpy(),
+        torch.cat(factors)[..., columns],
+        space,
+        frames_per_sequence=frames_per_sequence,
+        dci_predictor=dci_predictor,
+        random_state=seed,
+    )
+    return without_nan(scores)
 
 
 @torch.no_grad()

@@ -138,7 +138,7 @@ def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
 
 
 def test_compare_subcommand_is_the_study_command_line():
-    from pyro_dynvae import compare
+    from pyro_dynvae.assessment import study as compare
 
     argv = ["--out", "elsewhere", "--variants", "vae", "hierarchical", "--seeds", "3"]
     args = make_parser().parse_args(["compare", *argv])

@@ -10,11 +10,12 @@ import statistics
 import pytest
 import torch
 
-from pyro_dynvae import compare
 from pyro_dynvae import train as training
+from pyro_dynvae.assessment import study as compare
 
 TINY = compare.StudyBudget(
-    max_steps=2, num_train_sequences=4, num_test_sequences=6, num_frames=4, batch_size=2,
+    max_steps=2, num_train_sequences=4, num_test_sequences=6, num_score_sequences=30,
+    num_frames=4, batch_size=2,
     latent_dim=4, forecast_horizon=1, intervention_batch_size=4, intervention_num_train=10,
     intervention_num_eval=6, variance_estimate=20,
 )
@@ -60,10 +61,16 @@ def test_tiny_study_writes_table_figures_and_cells(study):
     assert [row["variant"] for row in rows] == VARIANTS
     for row in rows:
         assert row["dataset"] == "sprites" and row["num_ok"] == "1" and row["num_seeds"] == "1"
-        for key in ("mig", "dci_disentanglement", "mcc", "recon_mse", "forecast_vs_copy_last",
-                    "overlap"):
+        for key in ("mig", "dci_disentanglement", "dci_informativeness", "mcc", "recon_mse",
+                    "forecast_vs_copy_last", "overlap"):
             assert 0 <= float(row[f"{key}_mean"]) < math.inf, key
         assert 0 <= float(row["mig_mean"]) <= 1 and 0 <= float(row["mcc_mean"]) <= 1
+        # probes: means above chance (at most 1) and every factor's held-out scores
+        for key in ("probe_linear", "probe_nonlinear"):
+            assert float(row[f"{key}_mean"]) <= 1, key
+        for factor in ("shape", "x", "rotation", "background"):
+            assert float(row[f"probe_linear:{factor}_mean"]) <= 1, factor
+        assert 0 < float(row["chance:shape_mean"]) < 1
     # eigenvalue diagnostics exist only for the model with transition eigenvalues
     by_variant = {row["variant"]: row for row in rows}
     assert 0 <= float(by_variant["hierarchical"]["eig_separation_mean"]) <= 1
@@ -72,11 +79,16 @@ def test_tiny_study_writes_table_figures_and_cells(study):
     assert "Command: `tiny`" in markdown and "NON-STANDARD" in markdown
     assert "| hierarchical | 1/1 |" in markdown and "| vae | 1/1 |" in markdown
     assert "scikit-learn" in markdown and "torch" in markdown
+    assert "on 30 held-out sequences, one random frame each" in markdown
+    assert "| variant | shape (chance " in markdown  # the per-factor probe table, in order
+    assert markdown.index("| variant | shape") < markdown.index("| rotation | background |")
     for name in ("eigenvalues_sprites.png", "metrics_sprites.png"):
         assert (out / "figures" / name).stat().st_size > 0
     result = json.loads((out / "cells/sprites/hierarchical/seed0/result.json").read_text())
     assert result["status"] == "ok" and result["budget"]["max_steps"] == TINY.max_steps
     assert result["train_config"]["max_steps"] == TINY.max_steps
+    probes = result["scores"]["probes"]
+    assert probes["shape"]["type"] == "categorical" and probes["rotation"]["type"] == "periodic"
     assert (out / "cells/sprites/hierarchical/seed0/eigenvalues.npy").exists()
     assert not (out / "cells/sprites/vae/seed0/eigenvalues.npy").exists()
 
@@ -163,8 +175,10 @@ def test_scaled_budget():
     assert big.dci_predictor == "gradient_boosting"
     assert (big.intervention_batch_size, big.intervention_num_train, big.intervention_num_eval,
             big.variance_estimate) == (64, 10000, 5000, 10000)  # disentanglement_lib's sizes
+    assert big.num_score_sequences == 15000  # its 10,000 + 5,000 points, one frame each
     tiny = compare.StudyBudget.scaled(0.001)
     assert tiny.batch_size <= tiny.num_train_sequences and tiny.num_test_sequences == 12
+    assert tiny.num_score_sequences == 60
     assert compare.StudyBudget.scaled(8, "random_forest").dci_predictor == "random_forest"
     with pytest.raises(ValueError, match="budget"):
         compare.StudyBudget.scaled(0.0)
@@ -186,6 +200,8 @@ def test_bad_budget_is_rejected():
         compare.StudyBudget(max_steps=0)
     with pytest.raises(ValueError, match="dci_predictor"):
         compare.StudyBudget(dci_predictor="svm")
+    with pytest.raises(ValueError, match="num_score_sequences must be at least 3"):
+        compare.StudyBudget(num_score_sequences=2)
 
 
 @pytest.mark.slow

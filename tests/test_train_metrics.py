@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -11,12 +13,14 @@ from pyro_dynvae.train import disentanglement
 
 class CentroidEncoder(torch.nn.Module):
     """Codes = the ink centroid (x, y) of each frame (an oracle for the digit's position),
-    or, with ``noise_only``, random codes unrelated to the frames."""
+    or, with ``noise_only``, random codes unrelated to the frames, whose first latent is, with
+    ``constant``, the same for every frame of a sequence."""
 
-    def __init__(self, noise_only: bool = False):
+    def __init__(self, noise_only: bool = False, constant: bool = False):
         super().__init__()
         self.unused = torch.nn.Parameter(torch.zeros(()))  # gives the module a device
         self.noise_only = noise_only
+        self.constant = constant
         self.generator = torch.Generator().manual_seed(0)
 
     def encode(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -26,30 +30,58 @@ class CentroidEncoder(torch.nn.Module):
         centroid = torch.stack(
             [(ink.sum(-2) * grid).sum(-1) / mass, (ink.sum(-1) * grid).sum(-1) / mass], dim=-1
         )
-        if self.noise_only:
-            return {"z_mean": torch.randn(centroid.shape, generator=self.generator)}
-        return {"z_mean": centroid}
+        if not self.noise_only:
+            return {"z_mean": centroid}
+        codes = torch.randn((*centroid.shape[:2], 4), generator=self.generator)
+        if self.constant:
+            codes[..., 0] = torch.randn(codes.shape[0], 1, generator=self.generator)
+        return {"z_mean": codes}
 
 
 @pytest.fixture(scope="module")
 def one_digit():
-    return MovingMNIST(num_sequences=24, num_frames=5, image_size=64, num_digits=1, seed=3)
+    return MovingMNIST(num_sequences=300, num_frames=4, image_size=64, num_digits=1, seed=3)
 
 
 def test_position_oracle_scores_high(one_digit):
-    scores = disentanglement(CentroidEncoder(), one_digit)
-    assert set(scores["factors"]) == {"digit0_class", "digit0_x", "digit0_y"}
+    scores = disentanglement(CentroidEncoder(), one_digit, batch_size=100)
+    assert scores["factors"] == ["digit0_class", "digit0_x", "digit0_y"]
+    assert scores["sample"] == {"num_fit_sequences": 200, "num_test_sequences": 100,
+                                "frames_per_sequence": 1}
     # Two codes matched to x and y: Spearman correlations near 1.
     assert scores["mcc"] > 0.9
-    # MIG averages over all three factors; the class gets no code, x and y one each (the 20-bin
-    # plug-in estimate on 120 frames keeps each gap near 0.45, not 1).
-    assert scores["mig"] > 0.25
+    # MIG averages over all three factors; the class gets no code, x and y one each (the
+    # 20-bin plug-in estimate on 300 points keeps each gap near 0.6, not 1).
+    assert scores["mig"] > 0.3
+    probes = scores["probes"]
+    for factor in ("digit0_x", "digit0_y"):
+        assert probes[factor]["linear"] > 0.95 and probes[factor]["nonlinear"] > 0.9
+    # the centroid says little about the class: both probes near the majority class
+    assert probes["digit0_class"]["linear"] < probes["digit0_class"]["chance"] + 0.15
+    # informativeness: x and y read exactly, the class not at all
+    assert scores["dci_informativeness"] == pytest.approx(2 / 3, abs=0.1)
+    json.dumps(scores, allow_nan=False)  # metrics.json stays strict JSON
 
 
-def test_random_codes_score_low(one_digit):
-    scores = disentanglement(CentroidEncoder(noise_only=True), one_digit)
-    assert scores["mcc"] < 0.3
-    assert scores["mig"] < 0.1
+@pytest.mark.parametrize("constant", [False, True])
+def test_random_codes_score_low(one_digit, constant):
+    """Noise, and noise with a latent constant within each sequence (which scoring all
+    frames as independent points used to reward), both score about 0."""
+    scores = disentanglement(CentroidEncoder(noise_only=True, constant=constant), one_digit,
+                             batch_size=100)
+    assert scores["mcc"] < 0.2
+    for key in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap"):
+        assert scores[key] < 0.08, key
+    assert abs(scores["probe_linear"]) < 0.1
+
+
+def test_frames_per_sequence_and_tiny_datasets():
+    dataset = MovingMNIST(num_sequences=2, num_frames=3, image_size=32, num_digits=1, seed=0)
+    scores = disentanglement(CentroidEncoder(), dataset, frames_per_sequence=3)
+    assert scores["sample"]["frames_per_sequence"] == 3
+    assert scores["dci_disentanglement"] is None or 0 <= scores["dci_disentanglement"] <= 1
+    assert 0 <= scores["mcc"] <= 1
+    json.dumps(scores, allow_nan=False)
 
 
 def test_dynamics_report_exports_the_encoded_eigenvalues(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -29,6 +30,19 @@ SPLITS = ("train", "test")
 SAMPLE_CHUNK = 4096
 
 
+class FactorType(NamedTuple):
+    """What kind of values a factor takes, which decides how metrics and probes compare codes
+    with it (:mod:`pyro_dynvae.assessment`): class labels, angles, or points on a line.
+
+    :param str kind: ``"categorical"``, ``"periodic"`` or ``"continuous"``.
+    :param float period: for a periodic factor, the length after which its values wrap around
+        (``2 pi`` for an angle in radians, 1 for a hue in [0, 1)); ``None`` otherwise.
+    """
+
+    kind: str
+    period: float | None = None
+
+
 @dataclass(frozen=True)
 class Factor:
     """One ground-truth factor of variation.
@@ -40,6 +54,10 @@ class Factor:
         ``0, ..., num_categories - 1``); ``None`` for a continuous factor.
     :param bool static: constant within every sequence.
     :param bool periodic: the value wraps around from ``high`` to ``low`` (angles, hues).
+    :param symmetry: for a periodic factor whose frames repeat within one period, ``(name,
+        orders)``: the categorical factor ``name`` decides the order ``k = orders[c]`` of the
+        symmetry (category ``c`` looks the same after ``1 / k`` of a period, e.g. a square after
+        a quarter turn); see :meth:`FactorSpace.identifiable_factors`.
     """
 
     name: str
@@ -48,6 +66,17 @@ class Factor:
     num_categories: int | None = None
     static: bool = False
     periodic: bool = False
+    symmetry: tuple[str, tuple[int, ...]] | None = None
+
+    @property
+    def factor_type(self) -> FactorType:
+        """The factor's :class:`FactorType`: categorical, periodic with period ``high - low``,
+        or continuous."""
+        if self.num_categories is not None:
+            return FactorType("categorical")
+        if self.periodic:
+            return FactorType("periodic", self.high - self.low)
+        return FactorType("continuous")
 
     def codes(self, values: torch.Tensor, num_bins: int) -> torch.Tensor:
         """Integer codes: the category, or the index of one of ``num_bins`` equal-width bins."""
@@ -103,6 +132,47 @@ class FactorSpace:
     def static_mask(self) -> torch.Tensor:
         """Boolean mask ``(K,)``: which factors are static."""
         return torch.tensor([factor.static for factor in self.factors], dtype=torch.bool)
+
+    @property
+    def factor_types(self) -> list[FactorType]:
+        """The :class:`FactorType` of every factor, in column order. A periodic factor with a
+        ``symmetry`` has the period of its :meth:`identifiable_factors` values (its own)."""
+        return [factor.factor_type for factor in self.factors]
+
+    def identifiable_factors(self, factors: torch.Tensor) -> torch.Tensor:
+        r"""Factor rows reduced to what a frame can show: every periodic factor with a
+        ``symmetry`` of order :math:`k` (read from the row's category of the factor it names) is
+        wrapped :math:`k` times around its circle (a bounded, non-periodic factor is left as it
+        is),
+
+        .. math:: v \mapsto \mathrm{low} + \big(k (v - \mathrm{low})\big) \bmod P,
+                  \qquad P = \mathrm{high} - \mathrm{low},
+
+        so two values that draw the same frame (a square turned by a quarter turn) become one,
+        and the result is again periodic with period :math:`P`. This is the usual treatment of
+        :math:`k`-axial circular data (multiply the angles by :math:`k`; Mardia & Jupp 2000,
+        "Directional Statistics", Wiley). Other columns are returned unchanged.
+
+        :param torch.Tensor factors: rows ``(..., K)``.
+        :returns: float32 rows ``(..., K)``.
+        :raises ValueError: if the factor that decides a symmetry is not among these factors.
+        """
+        factors = self._check_rows(factors).clone()
+        for k, factor in enumerate(self.factors):
+            if factor.symmetry is None or not factor.periodic:
+                continue
+            name, orders = factor.symmetry
+            if name not in self.factor_names:
+                raise ValueError(
+                    f"factor {factor.name!r} is identifiable only given {name!r}, which is not "
+                    f"among the factors {self.factor_names}; keep both"
+                )
+            category = factors[..., self.factor_names.index(name)].round().long()
+            order = torch.tensor(orders, dtype=torch.float64)[category]
+            period = factor.high - factor.low
+            wrapped = torch.remainder(order * (factors[..., k].double() - factor.low), period)
+            factors[..., k] = (factor.low + wrapped).float()
+        return factors
 
     def factor_index(self, name: str | int) -> int:
         """Column index of a factor given its name (or a column index, checked)."""

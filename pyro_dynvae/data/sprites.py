@@ -96,6 +96,8 @@ def _heart(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 SHAPES = {"square": _square, "ellipse": _ellipse, "triangle": _triangle, "heart": _heart}
+#: order ``k`` of each shape's rotational symmetry: it looks the same after ``2 pi / k``
+SYMMETRY_ORDERS = {"square": 4, "ellipse": 2, "triangle": 3, "heart": 1}
 
 
 def hue_to_rgb(hue: torch.Tensor) -> torch.Tensor:
@@ -168,8 +170,10 @@ class DynamicSprites(FactorDataset):
             "rotation": (0.0, 2 * math.pi, True),
         }
         self.factors = [Factor("shape", 0, len(shapes) - 1, len(shapes), static=True)]
+        symmetry = {"rotation": ("shape", tuple(SYMMETRY_ORDERS[name] for name in self.shapes))}
         self.factors += [
-            Factor(name, low, high, static=self.speeds[name] == 0, periodic=periodic)
+            Factor(name, low, high, static=self.speeds[name] == 0, periodic=periodic,
+                   symmetry=symmetry.get(name))
             for name, (low, high, periodic) in ranges.items()
         ]
         self.background = (

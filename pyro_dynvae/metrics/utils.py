@@ -31,6 +31,9 @@ from pyro_dynvae.validation import as_generator, check_positive_int
 #: disentanglement_lib draws 10,000 training and 5,000 test points: a 1/3 test share.
 DEFAULT_TEST_FRACTION = 1.0 / 3.0
 
+#: the kinds of factor a metric can be told about (see :func:`check_factor_types`)
+FACTOR_KINDS = ("categorical", "periodic", "continuous")
+
 
 def library_versions() -> dict[str, str]:
     """The versions of the numerical libraries a score depends on."""
@@ -155,3 +158,35 @@ def split_train_test(codes: np.ndarray, factors: np.ndarray, test_codes: Any,
     order = as_generator(random_state, "random_state").permutation(num_points)
     train, test = order[num_test:], order[:num_test]
     return codes[train], factors[train], codes[test], factors[test]
+
+
+def check_factor_types(factor_types: Any, num_factors: int) -> list[tuple[str, float | None]]:
+    """Validate one type per factor column and return them as ``(kind, period)`` pairs.
+
+    A type is a kind, ``"categorical"`` or ``"continuous"``, or a pair ``(kind, period)`` such
+    as the datasets' :class:`~pyro_dynvae.data.base.FactorType` (``("periodic", 2 * pi)`` for
+    an angle in radians); a periodic factor needs a positive period.
+
+    :param factor_types: a sequence of ``num_factors`` types.
+    :param int num_factors: the number of factor columns ``K``.
+    """
+    if isinstance(factor_types, str) or not hasattr(factor_types, "__len__") \
+            or len(factor_types) != num_factors:
+        raise ValueError(f"factor_types must list one type for each of the {num_factors} "
+                         f"factors, got {factor_types!r}")
+    checked = []
+    for column, entry in enumerate(factor_types):
+        kind, period = (entry, None) if isinstance(entry, str) else tuple(entry)
+        if kind not in FACTOR_KINDS:
+            raise ValueError(f"factor_types[{column}] must be a kind from {FACTOR_KINDS} or a "
+                             f"(kind, period) pair, got {entry!r}")
+        if kind == "periodic":
+            if period is None or not float(period) > 0:
+                raise ValueError(f"factor_types[{column}] is periodic and needs a positive "
+                                 f"period, e.g. ('periodic', 2 * math.pi), got {entry!r}")
+            period = float(period)
+        elif period is not None:
+            raise ValueError(f"factor_types[{column}] is {kind} and takes no period, "
+                             f"got {entry!r}")
+        checked.append((kind, period))
+    return checked

@@ -4,15 +4,16 @@ seeds, scored with every disentanglement metric and dynamics diagnostic on held-
 
 For each cell ``(dataset, variant, seed)`` the study trains the variant with
 :func:`pyro_dynvae.train.fit` (same data and budget for every variant; the seed sets the
-initial weights, the data order and the ELBO's Monte Carlo noise), encodes the held-out
-sequences and scores the per-frame posterior means ``encode(frames)["z_mean"]`` against the
-per-frame ground-truth factors:
+initial weights, the data order and the ELBO's Monte Carlo noise), encodes held-out sequences
+and scores the per-frame posterior means ``encode(frames)["z_mean"]`` against the per-frame
+ground-truth factors:
 
-- codes vs factors (:mod:`pyro_dynvae.metrics`): MIG, DCI disentanglement / completeness /
-  informativeness, SAP, modularity / explicitness, MCC; the factors are the dataset's
-  ``metric_factors``, discretised into 20 bins (``dataset.discretize``) where a metric needs
-  classes. Predictor-based metrics are fitted on the frames of the first two thirds of the
-  held-out sequences and tested on the rest, so no sequence is on both sides;
+- codes vs factors (:func:`pyro_dynvae.assessment.scoring.score_codes`): MIG, DCI
+  disentanglement / completeness / informativeness, SAP, modularity / explicitness, MCC and
+  per-factor linear and nonlinear probes, on ``num_score_sequences`` held-out sequences, one
+  frame each, every predictor fitted on two thirds of the sequences and scored on the rest;
+  the factors are the dataset's ``metric_factors`` reduced to what a frame shows
+  (``identifiable_factors``), each with its type (``factor_types``);
 - intervention scores (BetaVAE, FactorVAE) with the dataset's factor-conditioned sampler; a
   single frame is represented by the posterior mean of a static two-frame sequence of it,
   averaged over the two frames;
@@ -68,6 +69,8 @@ from pyro_dynvae import metrics
 from pyro_dynvae import train as training
 from pyro_dynvae.models import VARIANTS
 
+from . import scoring
+
 #: dataset name -> (image size, dataset keyword arguments). Sprites over a slowly drifting
 #: background (its brightness is the last factor); one MNIST digit on a 32x32 canvas (the conv
 #: networks need a power-of-two side, and 64x64 costs four times as much per step).
@@ -83,6 +86,10 @@ MODEL_OVERRIDES = {"likelihood": "gaussian"}
 #: Factor names that describe the background rather than the object.
 BACKGROUND_FACTORS = ("background",)
 
+#: disentanglement_lib's 10,000 + 5,000 points as sequences of one frame: the ceiling of the
+#: scaled scoring set
+LIBRARY_SCORE_SEQUENCES = 15000
+
 #: sample sizes of disentanglement_lib, the ceiling of the scaled intervention budgets
 LIBRARY_INTERVENTION_SIZES = {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
                               "num_variance_estimate": 10000}
@@ -97,6 +104,8 @@ COLUMNS = {
     "modularity": "Mod",
     "explicitness": "Expl",
     "mcc": "MCC",
+    "probe_linear": "probe lin",
+    "probe_nonlinear": "probe nonlin",
     "beta_vae": "BetaVAE",
     "factor_vae": "FactorVAE",
     "recon_mse": "recon MSE",
@@ -118,7 +127,11 @@ class StudyBudget:
 
     :param int max_steps: optimiser steps per training run.
     :param int num_train_sequences: training sequences.
-    :param int num_test_sequences: held-out sequences the scores are computed on.
+    :param int num_test_sequences: held-out sequences for the held-out ELBO, reconstruction,
+        forecast and dynamics diagnostics.
+    :param int num_score_sequences: held-out sequences the codes-vs-factors scores draw one
+        frame each from (the first ``num_test_sequences`` of them are the ones above);
+        15,000 gives disentanglement_lib's 10,000 fitting and 5,000 test points.
     :param int num_frames: frames per sequence ``T``.
     :param int batch_size: sequences per optimiser step.
     :param int latent_dim: latent dimension ``n``.
@@ -136,6 +149,7 @@ class StudyBudget:
     max_steps: int = 600
     num_train_sequences: int = 2048
     num_test_sequences: int = 96
+    num_score_sequences: int = 1000
     num_frames: int = 10
     batch_size: int = 16
     latent_dim: int = 8
@@ -159,12 +173,15 @@ class StudyBudget:
         if self.num_test_sequences < 3:
             raise ValueError("num_test_sequences must be at least 3 (metric train/test split), "
                              f"got {self.num_test_sequences}")
+        if self.num_score_sequences < 3:
+            raise ValueError("num_score_sequences must be at least 3 (fit/test split), "
+                             f"got {self.num_score_sequences}")
 
     @classmethod
     def scaled(cls, budget: float, dci_predictor: str | None = None) -> StudyBudget:
         """
-        The default budget with steps and sequences multiplied by ``budget`` and the
-        intervention sample sizes too, up to disentanglement_lib's (and never below small
+        The default budget with steps and sequences multiplied by ``budget`` and the scoring
+        and intervention sample sizes too, up to disentanglement_lib's (and never below small
         floors, e.g. 12 held-out sequences, so that each factor shows two classes or more in
         the metric's fitting frames, which the explicitness classifier needs); DCI uses the
         standard gradient boosting from ``budget >= 4`` unless ``dci_predictor`` says otherwise.
@@ -182,6 +199,8 @@ class StudyBudget:
             max_steps=scale(base.max_steps),
             num_train_sequences=num_train_sequences,
             num_test_sequences=scale(base.num_test_sequences, floor=12),
+            num_score_sequences=scale(base.num_score_sequences, 60,
+                                      LIBRARY_SCORE_SEQUENCES),
             batch_size=min(base.batch_size, num_train_sequences),
             intervention_batch_size=scale(base.intervention_batch_size, 4,
                                           LIBRARY_INTERVENTION_SIZES["batch_size"]),
@@ -216,21 +235,29 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _build_dataset(dataset: str, budget: StudyBudget, split: str, size: int) -> Dataset:
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+    spec = DATASETS[dataset]
+    return training.DATASETS[dataset](
+        num_sequences=size, num_frames=budget.num_frames, image_size=spec["image_size"],
+        seed=budget.data_seed, split=split, **spec["options"])
+
+
 @functools.lru_cache(maxsize=4)
 def make_datasets(dataset: str, budget: StudyBudget) -> tuple[Dataset, Dataset]:
     """The training and held-out datasets of one study dataset (same for every cell; built
     once per process)."""
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
-    spec = DATASETS[dataset]
-    dataset_class = training.DATASETS[dataset]
-    return tuple(
-        dataset_class(num_sequences=size, num_frames=budget.num_frames,
-                      image_size=spec["image_size"], seed=budget.data_seed, split=split,
-                      **spec["options"])
-        for split, size in (("train", budget.num_train_sequences),
-                            ("test", budget.num_test_sequences))
-    )
+    return (_build_dataset(dataset, budget, "train", budget.num_train_sequences),
+            _build_dataset(dataset, budget, "test", budget.num_test_sequences))
+
+
+@functools.lru_cache(maxsize=4)
+def make_score_dataset(dataset: str, budget: StudyBudget) -> Dataset:
+    """The held-out sequences the codes are scored on: ``num_score_sequences`` of the test
+    split (sequence ``i`` depends only on the seed, the split and ``i``, so its first
+    ``num_test_sequences`` are the held-out dataset's)."""
+    return _build_dataset(dataset, budget, "test", budget.num_score_sequences)
 
 
 def train_config(dataset: str, variant: str, seed: int,
@@ -303,35 +330,34 @@ class FrameRepresentation:
         return np.concatenate(codes)
 
 
-def code_metrics(codes: np.ndarray, factors: np.ndarray, sampler: Any,
-                 budget: StudyBudget, seed: int) -> dict[str, float]:
-    """
-    Codes-vs-factors scores of per-frame codes ``(B, T, n)`` and factors ``(B, T, K)``.
+@torch.no_grad()
+def encode_factor_dataset(dynvae: torch.nn.Module, dataset: Any,
+                          chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means ``(S, T, n)`` and factors ``(S, T, K)`` of every sequence of
+    ``dataset``, rendered and encoded ``chunk`` sequences at a time (the frames are never held
+    all at once)."""
+    codes, factors = [], []
+    for start in range(0, len(dataset), chunk):
+        frames, batch_factors = dataset.get_batch(range(start, min(start + chunk, len(dataset))))
+        codes.append(encode_sequences(dynvae, frames)["z_mean"])
+        factors.append(batch_factors.numpy())
+    return np.concatenate(codes), np.concatenate(factors)
 
-    MIG and MCC use every frame; DCI, SAP and modularity/explicitness are fitted on the frames
-    of the first two thirds of the sequences and tested on the rest.
+
+def code_metrics(codes: np.ndarray, factors: np.ndarray, space: Any, budget: StudyBudget,
+                 seed: int) -> dict[str, Any]:
     """
-    num_fit = (2 * codes.shape[0]) // 3
-    flat_codes = codes.reshape(-1, codes.shape[-1]).astype(np.float64)
-    flat_factors = factors.reshape(-1, factors.shape[-1])
-    labels = sampler.discretize(torch.as_tensor(flat_factors)).numpy()
-    split = num_fit * codes.shape[1]
-    fit_test = {"test_codes": flat_codes[split:], "test_factors": labels[split:]}
-    dci = metrics.dci(flat_codes[:split], labels[:split], predictor=budget.dci_predictor,
-                      random_state=seed, **fit_test)
-    modularity = metrics.modularity_explicitness(flat_codes[:split], labels[:split],
-                                                 random_state=seed, **fit_test)
-    return {
-        "mig": metrics.mig(flat_codes, labels)["mig"],
-        "dci_disentanglement": dci["disentanglement"],
-        "dci_completeness": dci["completeness"],
-        "dci_informativeness": dci["informativeness_test"],
-        "sap": metrics.sap(flat_codes[:split], labels[:split], random_state=seed,
-                           **fit_test)["sap"],
-        "modularity": modularity["modularity"],
-        "explicitness": modularity["explicitness_test"],
-        "mcc": metrics.mcc(flat_codes, flat_factors)["mcc"],
-    }
+    Codes-vs-factors scores (:func:`~pyro_dynvae.assessment.scoring.score_codes`) of
+    per-frame codes ``(S, T, n)`` against the factors ``(S, T, K)`` of ``space`` (a dataset's
+    ``factor_subset()``), reduced to what a frame shows, with their types: one frame of every
+    sequence, predictors fitted on two thirds of the sequences and scored on the rest.
+
+    :returns: the floats of :data:`~pyro_dynvae.assessment.scoring.SCORE_KEYS`,
+        ``"probes"`` (per factor) and ``"factors"`` (the names scored, in column order).
+    """
+    scores = scoring.score_factor_space(codes, factors, space,
+                                        dci_predictor=budget.dci_predictor, random_state=seed)
+    return {key: scores[key] for key in (*scoring.SCORE_KEYS, "probes", "factors")}
 
 
 def intervention_metrics(dynvae: torch.nn.Module, sampler: Any, budget: StudyBudget,
@@ -374,7 +400,8 @@ def dynamics_diagnostics(encoded: dict[str, np.ndarray], factors: np.ndarray,
 def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainConfig,
                budget: StudyBudget) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """
-    Every score of a trained model on the held-out sequences.
+    Every score of a trained model on held-out sequences: the codes-vs-factors scores on the
+    :func:`make_score_dataset` sequences, the rest on ``test_data``.
 
     :returns: ``(scores, encoded)``: a flat dict of floats (see :data:`COLUMNS`) plus the
         diagnostics' latent groups, and the encoded arrays (codes, eigenvalues, prior scales).
@@ -385,7 +412,10 @@ def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainCo
     columns = [test_data.factor_index(name) for name in sampler.factor_names]
     factors = all_factors[..., columns].numpy()
     encoded = encode_sequences(dynvae, frames)
-    scores = code_metrics(encoded["z_mean"], factors, sampler, budget, config.seed)
+    score_codes, score_factors = encode_factor_dataset(
+        dynvae, make_score_dataset(config.dataset, budget))
+    scores = code_metrics(score_codes, score_factors[..., columns], sampler, budget,
+                          config.seed)
     scores.update(intervention_metrics(dynvae, sampler, budget, config.seed))
     scores.update(dynamics_diagnostics(encoded, factors, sampler.factor_names))
     quality = training.evaluate(dynvae, test_data, batch_size=config.batch_size,
@@ -579,8 +609,9 @@ def aggregate(results: Sequence[dict[str, Any] | None], datasets: Sequence[str],
               variants: Sequence[str]) -> list[dict[str, Any]]:
     """
     One row per ``(dataset, variant)``: ``num_ok`` / ``num_seeds`` cells and, for every
-    column of :data:`COLUMNS`, the mean and (sample, ``ddof=1``) standard deviation over the
-    finished seeds (NaN where a score does not apply or no seed finished).
+    column of :data:`COLUMNS` and every per-factor probe score (:func:`_probe_scores`), the
+    mean and (sample, ``ddof=1``) standard deviation over the finished seeds (NaN where a
+    score does not apply or no seed finished).
     """
     rows = []
     for dataset in datasets:
@@ -590,13 +621,28 @@ def aggregate(results: Sequence[dict[str, Any] | None], datasets: Sequence[str],
             finished = [r["scores"] for r in cells if r["status"] == "ok"]
             row: dict[str, Any] = {"dataset": dataset, "variant": variant,
                                    "num_ok": len(finished), "num_seeds": len(cells)}
-            for key in COLUMNS:
+            finished = [{**_probe_scores(s), **s} for s in finished]
+            probe_keys = dict.fromkeys(key for s in finished for key in _probe_scores(s))
+            for key in (*COLUMNS, *probe_keys):
                 values = np.array([_as_float(s.get(key)) for s in finished], dtype=np.float64)
                 values = values[np.isfinite(values)]
                 row[f"{key}_mean"] = float(values.mean()) if values.size else math.nan
                 row[f"{key}_std"] = float(values.std(ddof=1)) if values.size > 1 else math.nan
             rows.append(row)
     return rows
+
+
+def _probe_scores(scores: dict[str, Any]) -> dict[str, float]:
+    """A cell's per-factor probes as flat keys: ``probe_linear:<factor>``,
+    ``probe_nonlinear:<factor>`` (held-out R^2 or accuracy) and ``chance:<factor>``."""
+    flat = {}
+    probes = scores.get("probes", {})
+    for factor in scores.get("factors", probes):
+        probe = probes[factor]
+        for key in ("linear", "nonlinear"):
+            flat[f"probe_{key}:{factor}"] = probe[key]
+        flat[f"chance:{factor}"] = probe["chance"]
+    return flat
 
 
 def _as_float(value: Any) -> float:
@@ -614,8 +660,7 @@ def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
     study = json.loads((out / "study.json").read_text())
     dci_label = ("gradient boosting (standard)" if budget.dci_predictor == "gradient_boosting"
                  else "random forest (fast, NON-STANDARD: not comparable with published DCI)")
-    frames = budget.num_test_sequences * budget.num_frames
-    fit_frames = (2 * budget.num_test_sequences) // 3 * budget.num_frames
+    num_test = min(max(1, round(budget.num_score_sequences / 3)), budget.num_score_sequences - 1)
     lines = [
         "# Variant comparison",
         "",
@@ -627,18 +672,26 @@ def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
         f"Variants: {', '.join(variants)}; seeds: {', '.join(map(str, seeds))}. "
         "Entries: mean ± std (ddof=1) over the seeds that finished (`ok`/`seeds`).",
         "",
-        f"Scores on {budget.num_test_sequences} held-out sequences ({frames} frames; codes = "
-        "posterior means per frame, factors = the dataset's metric factors, 20 bins). "
-        f"Reduced sample sizes: MIG and MCC on all {frames} frames; DCI, SAP, Mod/Expl fitted "
-        f"on {fit_frames} frames, tested on {frames - fit_frames} (disentanglement_lib: "
-        f"10,000 / 5,000). DCI predictor: {dci_label}. BetaVAE and FactorVAE: batch "
+        f"Codes vs factors on {budget.num_score_sequences} held-out sequences, one random "
+        "frame each (codes = posterior means, factors = the dataset's metric factors reduced "
+        "to what a frame shows, with their types; 20 bins where a metric needs classes): MIG "
+        f"and MCC on all {budget.num_score_sequences}; DCI, SAP, Mod/Expl and the probes "
+        f"fitted on {budget.num_score_sequences - num_test} sequences, scored on the other "
+        f"{num_test} (disentanglement_lib: 10,000 / 5,000). DCI predictor: {dci_label}. "
+        "ELBO, recon, forecast and dynamics diagnostics on the first "
+        f"{budget.num_test_sequences} of those sequences. BetaVAE and FactorVAE: batch "
         f"{budget.intervention_batch_size}, {budget.intervention_num_train} train / "
         f"{budget.intervention_num_eval} eval points, {budget.variance_estimate} frames for "
         "FactorVAE's variances (disentanglement_lib: 64, 10,000 / 5,000, 10,000).",
         "",
-        "Columns: MIG; DCI-D/-C disentanglement/completeness, DCI-I test accuracy; SAP "
-        "(discrete); Mod modularity, Expl test explicitness (ROC-AUC); MCC (Spearman, "
-        "Hungarian matching); BetaVAE / FactorVAE evaluation accuracy; recon MSE per pixel; "
+        "Columns: MIG; DCI-D/-C disentanglement/completeness, DCI-I informativeness (held-out "
+        "R^2 / accuracy above chance of a predictor suited to each factor's type); SAP "
+        "(discrete); Mod modularity (noise codes score about 0.3, not 0), Expl test "
+        "explicitness (ROC-AUC, chance 0.5); MCC (Hungarian matching; Spearman for continuous, "
+        "correlation ratio for categorical, circular-linear for periodic factors); probe "
+        "lin/nonlin = mean over factors of the held-out score above chance of a linear "
+        "(ridge/logistic) and a random-forest probe (per factor in the Probes tables); "
+        "BetaVAE / FactorVAE evaluation accuracy; recon MSE per pixel; "
         f"fcst/copy = forecast MSE of the last {budget.forecast_horizon} frames / MSE of "
         "repeating the last observed frame (< 1 beats copying); eig BC = Sarle's bimodality "
         "coefficient of the per-latent mean |lambda - 1| (> 5/9 suggests static vs dynamic "
@@ -664,14 +717,38 @@ def write_tables(rows: Sequence[dict[str, Any]], out: Path, header: str) -> tupl
                 cells = [_format(row[f"{key}_mean"], row[f"{key}_std"]) for key in COLUMNS]
                 lines.append(f"| {row['variant']} | {row['num_ok']}/{row['num_seeds']} | "
                              + " | ".join(cells) + " |")
+        lines += _probe_table([row for row in rows if row["dataset"] == dataset])
     markdown = out / "table.md"
     markdown.write_text("\n".join(lines) + "\n")
     table = out / "table.csv"
     with table.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        fieldnames = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(stream, fieldnames=fieldnames, restval="")
         writer.writeheader()
         writer.writerows(rows)
     return markdown, table
+
+
+def _probe_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown lines of one dataset's per-factor probes: ``linear / nonlinear`` held-out
+    scores (mean over seeds), with the chance level of categorical factors in the header."""
+    factors = list(dict.fromkeys(key.split(":", 1)[1] for row in rows for key in row
+                                 if key.startswith("probe_linear:") and key.endswith("_mean")))
+    if not factors:
+        return []
+    factors = [name[:-len("_mean")] for name in factors]
+    titles = []
+    for name in factors:
+        chance = np.nanmean([row.get(f"chance:{name}_mean", math.nan) for row in rows])
+        titles.append(f"{name} (chance {chance:.2f})" if chance > 0 else name)
+    lines = ["", "Probes (held-out R^2, or accuracy for classes; linear / random forest):", "",
+             "| variant | " + " | ".join(titles) + " |", "|---|" + "---|" * len(factors)]
+    for row in rows:
+        cells = [" / ".join("n/a" if math.isnan(value) else f"{value:.2f}" for value in (
+            row.get(f"probe_{probe}:{name}_mean", math.nan) for probe in ("linear", "nonlinear")))
+            for name in factors]
+        lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _save(fig: Figure, path: Path) -> Path:

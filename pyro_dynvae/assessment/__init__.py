@@ -1,0 +1,12 @@
+"""How a trained run is scored, in one place.
+
+- :mod:`~pyro_dynvae.assessment.scoring`: codes against ground-truth factors on many held-out
+  sequences, frames drawn per sequence (:mod:`~pyro_dynvae.assessment.sampling`), every
+  predictor (:mod:`~pyro_dynvae.assessment.predictors`) fitted on some sequences and tested on
+  others;
+- :mod:`~pyro_dynvae.assessment.probes`: per-factor linear and nonlinear probes;
+- :mod:`~pyro_dynvae.assessment.study`: the variant comparison study.
+
+Submodules are imported on demand (``from pyro_dynvae.assessment import scoring``): the study
+imports the training code, which itself imports the scoring.
+"""
