@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DATASET_MODEL_DEFAULTS", "model_options"]
+__all__ = ["DATASET_DEFAULTS", "DATASET_MODEL_DEFAULTS", "dataset_options", "model_options"]
+
+#: dataset name -> dataset options (keyword arguments of the dataset class) used unless
+#: overridden: one digit by default, so that the digit, not the overlap of two, is learned
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "moving_mnist": {"num_digits": 1},
+    "sprites": {},
+}
 
 #: dataset name -> model options (keyword arguments of ``build_model``) used unless overridden
 DATASET_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -24,12 +31,25 @@ DATASET_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _with_defaults(
+    table: dict[str, dict[str, Any]], dataset: str, overrides: dict[str, Any] | None
+) -> dict[str, Any]:
+    if dataset not in table:
+        raise ValueError(f"dataset must be one of {sorted(table)}, got {dataset!r}")
+    return {**table[dataset], **(overrides or {})}
+
+
 def model_options(dataset: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The dataset's default model options updated with ``overrides``.
 
     :raises ValueError: for an unknown dataset.
     """
-    if dataset not in DATASET_MODEL_DEFAULTS:
-        known = sorted(DATASET_MODEL_DEFAULTS)
-        raise ValueError(f"dataset must be one of {known}, got {dataset!r}")
-    return {**DATASET_MODEL_DEFAULTS[dataset], **(overrides or {})}
+    return _with_defaults(DATASET_MODEL_DEFAULTS, dataset, overrides)
+
+
+def dataset_options(dataset: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The dataset's default options updated with ``overrides``.
+
+    :raises ValueError: for an unknown dataset.
+    """
+    return _with_defaults(DATASET_DEFAULTS, dataset, overrides)

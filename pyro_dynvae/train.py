@@ -59,7 +59,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from pyro_dynvae import __version__
 from pyro_dynvae.assessment.scoring import score_factor_space, without_nan
 from pyro_dynvae.data import DynamicSprites, FactorDataset, MovingMNIST
-from pyro_dynvae.defaults import model_options
+from pyro_dynvae.defaults import dataset_options, model_options
 from pyro_dynvae.inference_data import (
     dynamics_inference_data,
     dynamics_summary,
@@ -141,7 +141,7 @@ class TrainConfig:
     variant: str = "hierarchical"
     model_overrides: dict = dataclasses.field(default_factory=dict)
     dataset: str = "moving_mnist"
-    dataset_options: dict = dataclasses.field(default_factory=lambda: {"num_digits": 1})
+    dataset_options: dict = dataclasses.field(default_factory=dict)
     num_sequences: int = 4096
     num_val_sequences: int = 64
     num_frames: int = 10
@@ -960,7 +960,8 @@ def clear_run(run_dir: str | os.PathLike) -> None:
 def make_dataset(config: TrainConfig, split: str) -> Dataset:
     """
     The ``"train"`` or held-out ``"test"`` dataset named by ``config`` (deterministic given its
-    seed; the test split draws from disjoint digits/objects).
+    seed; the test split draws from disjoint digits/objects), with the dataset's default options
+    (:data:`pyro_dynvae.defaults.DATASET_DEFAULTS`) under ``config.dataset_options``.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -971,7 +972,7 @@ def make_dataset(config: TrainConfig, split: str) -> Dataset:
             image_size=config.image_size,
             seed=config.seed,
             split=split,
-            **config.dataset_options,
+            **dataset_options(config.dataset, config.dataset_options),
         )
     except TypeError as error:  # e.g. an unknown keyword in dataset_options
         raise TypeError(f"dataset_options of {config.dataset!r}: {error}") from error
@@ -1036,7 +1037,12 @@ def dynamics_report(
 
 
 def finish_run(
-    dynvae: torch.nn.Module, val_data: Dataset, config: TrainConfig, run_dir: str | os.PathLike
+    dynvae: torch.nn.Module,
+    val_data: Dataset,
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    train_data: Dataset | None = None,
 ) -> dict[str, Any]:
     """
     Write ``metrics.json`` (held-out metrics, see :func:`evaluate`, for datasets with
@@ -1045,6 +1051,8 @@ def finish_run(
     the figures of :func:`pyro_dynvae.viz.save_run_figures` and the arviz export of
     :func:`dynamics_report` into ``run_dir``.
 
+    :param train_data: the training sequences, whose mean frame is the mean-frame forecast
+        baseline (None: the held-out mean frame, an oracle).
     :returns: the metrics, with ``figures`` listing the PNG paths written.
     """
     run_dir = Path(run_dir)
@@ -1054,7 +1062,7 @@ def finish_run(
         batch_size=config.batch_size,
         forecast_horizon=config.forecast_horizon,
         seed=config.seed,
-        mean_frame=mean_training_frame(make_dataset(config, "train")),
+        mean_frame=None if train_data is None else mean_training_frame(train_data),
     )
     if isinstance(val_data, FactorDataset):
         metrics["disentanglement"] = disentanglement(dynvae, val_data, batch_size=config.batch_size)
@@ -1119,7 +1127,7 @@ def train(
     )
     if not module.trainer.is_global_zero:
         return None
-    return finish_run(module.dynvae, val_data, config, run_dir)
+    return finish_run(module.dynvae, val_data, config, run_dir, train_data=train_data)
 
 
 def _check_run_dir(

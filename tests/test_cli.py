@@ -119,7 +119,7 @@ def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
     shutil.rmtree(run_dir / "figures")
     assert main(["evaluate", str(run_dir)]) == 0
     evaluated = json.loads((run_dir / "metrics.json").read_text())
-    for key in ("elbo", "recon_mse", "forecast_mse", "copy_last_mse"):
+    for key in ("elbo", "recon_mse", "forecast_mse", "forecast_vs_best_baseline"):
         assert evaluated[key] == pytest.approx(resumed[key], rel=1e-5), key
     assert (run_dir / "figures" / "reconstructions.png").exists()
 
@@ -127,7 +127,7 @@ def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
     assert main(["forecast", str(run_dir), "--horizon", "2", "--num-sequences", "2"]) == 0
     out = capsys.readouterr().out
     assert (run_dir / "figures" / "forecast_k2.png").exists()
-    assert "copy-last-frame MSE" in out
+    assert "copy_last" in out and "mean_frame" in out and "model / best baseline" in out
     assert main(["forecast", str(run_dir)]) == 0  # the run's own horizon, 1
     assert (run_dir / "figures" / "forecast_k1.png").exists()
     capsys.readouterr()

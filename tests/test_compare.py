@@ -62,7 +62,7 @@ def test_tiny_study_writes_table_figures_and_cells(study):
     for row in rows:
         assert row["dataset"] == "sprites" and row["num_ok"] == "1" and row["num_seeds"] == "1"
         for key in ("mig", "dci_disentanglement", "dci_informativeness", "mcc", "recon_mse",
-                    "forecast_vs_copy_last", "overlap"):
+                    "forecast_vs_best_baseline", "overlap"):
             assert 0 <= float(row[f"{key}_mean"]) < math.inf, key
         assert 0 <= float(row["mig_mean"]) <= 1 and 0 <= float(row["mcc_mean"]) <= 1
         # probes: means above chance (at most 1) and every factor's held-out scores

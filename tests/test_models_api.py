@@ -15,7 +15,7 @@ from torch.distributions import kl_divergence
 from pyro_dynvae.models import VARIANTS, DynamicsVAEConfig, LaplaceRandomWalk, build_model
 from pyro_dynvae.models.dynamics import group_weights
 
-TINY = dict(image_size=4, channels=1, latent_dim=4, architecture="mlp")
+TINY = dict(image_size=4, channels=1, latent_dim=4, architecture="mlp", likelihood="bernoulli")
 EXPECTED_VARIANTS = {
     "unconstrained",
     "slow_l1",
@@ -222,7 +222,7 @@ def test_laplace_random_walk_log_prob_and_samples():
 
 def test_bernoulli_likelihood_binarises_frames():
     torch.manual_seed(0)
-    dynvae = build_model("vae", likelihood="bernoulli", **TINY)
+    dynvae = build_model("vae", **TINY)  # TINY's likelihood is Bernoulli
     frames = torch.rand(2, 3, 1, 4, 4)
     z = torch.randn(2, 3, 4)
     log_density = []
@@ -243,12 +243,12 @@ def test_bernoulli_likelihood_binarises_frames():
         ("block_a", dict(dynamics_prior="normal", dynamics_posterior="normal")),
         ("hierarchical", dict(dynamics_prior="normal", potential_rank=2)),
         ("meanfield", dict(potential_rank=2, scale_inference="fixed")),
-        ("slowvae", dict(likelihood="bernoulli", kl_scale=2.0)),
+        ("slowvae", dict(likelihood="continuous_bernoulli", kl_scale=2.0)),
     ],
 )
 def test_option_combinations_give_finite_gradients(variant, options):
     torch.manual_seed(0)
-    dynvae = build_model(variant, **TINY, **options)
+    dynvae = build_model(variant, **{**TINY, **options})
     loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
     loss = loss_fn(torch.rand(3, 4, 1, 4, 4))
     loss.backward()
@@ -333,7 +333,8 @@ def test_learned_observation_scale_reaches_its_maximum_likelihood():
     # with z observed and the decoder fixed, max over sigma of log N(x; f(z), sigma^2) is at
     # sigma^2 = mean squared residual
     torch.manual_seed(0)
-    dynvae = build_model("vae", learn_observation_scale=True, observation_scale=1.0, **TINY)
+    options = dict(likelihood="gaussian", learn_observation_scale=True, observation_scale=1.0)
+    dynvae = build_model("vae", **{**TINY, **options})
     frames, z = torch.rand(8, 5, 1, 4, 4), torch.randn(8, 5, 4)
     conditioned = poutine.condition(dynvae.model, data={"z": z})
     optimizer = torch.optim.Adam([dynvae.model.observation_scale_unconstrained], lr=0.05)

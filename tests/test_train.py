@@ -208,8 +208,10 @@ def test_fit_writes_run_folder_and_learns(tmp_path):
     # 40 Adam steps on smooth data raise the held-out ELBO and lower the reconstruction error.
     assert metrics["elbo"] > before["elbo"] + 10
     assert metrics["recon_mse"] < before["recon_mse"]
-    expected = metrics["forecast_mse"] / metrics["copy_last_mse"]
-    assert metrics["forecast_vs_copy_last"] == pytest.approx(expected)
+    errors = metrics["forecast"]["mse"]
+    best = min(errors[name] for name in ("copy_last", "blank", "mean_frame"))
+    assert metrics["forecast_vs_best_baseline"] == pytest.approx(errors["model"] / best)
+    assert errors["mean_frame"] > 0 and errors["blank"] > 0
     assert metrics["num_sequences"] == 8
 
 
