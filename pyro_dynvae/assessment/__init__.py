@@ -1,0 +1,1 @@
+"""Assessment of trained models: judges of the factors, study datasets, supervised ceilings."""
