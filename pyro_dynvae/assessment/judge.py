@@ -74,6 +74,10 @@ EVAL_CHUNK = 512
 FINGERPRINT_ROWS = 16
 
 
+#: a period ``P`` per row ``(N,)``, one for all rows, or ``None`` (not periodic)
+Period = torch.Tensor | float | None
+
+
 class JudgeAccuracyError(ValueError):
     """A judge reads some factor less accurately than the scoring protocol requires."""
 
@@ -128,11 +132,13 @@ class FactorReader:
         """Number of network outputs."""
         return {"categorical": self.num_categories, "continuous": 1, "periodic": 2}[self.kind]
 
-    def period(self, periods: Mapping[str, torch.Tensor]) -> torch.Tensor | float:
+    def period(self, periods: Mapping[str, torch.Tensor]) -> Period:
         """``P`` per row (identifiable period) or the whole range ``high - low``."""
         return periods.get(self.name, self.high - self.low)
 
-    def loss(self, outputs: torch.Tensor, values: torch.Tensor, period) -> torch.Tensor:
+    def loss(
+        self, outputs: torch.Tensor, values: torch.Tensor, period: Period
+    ) -> torch.Tensor:
         """Per-row loss ``(N,)`` of outputs ``(N, width)`` against true values ``(N,)``."""
         if self.kind == "categorical":
             return nn.functional.cross_entropy(outputs, values.round().long(), reduction="none")
@@ -143,7 +149,7 @@ class FactorReader:
         target = torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1)
         return ((outputs - target) ** 2).sum(-1)
 
-    def decode(self, outputs: torch.Tensor, period) -> torch.Tensor:
+    def decode(self, outputs: torch.Tensor, period: Period) -> torch.Tensor:
         """Values ``(N,)`` read from outputs ``(N, width)``."""
         if self.kind == "categorical":
             return outputs.argmax(-1).to(torch.float32)
@@ -154,7 +160,7 @@ class FactorReader:
         return self.low + phase / (2 * math.pi) * period
 
     def metrics(
-        self, predicted: torch.Tensor, true: torch.Tensor, period, tolerance: float
+        self, predicted: torch.Tensor, true: torch.Tensor, period: Period, tolerance: float
     ) -> dict[str, Any]:
         """Held-out scores of predicted values against true values (both ``(N,)``)."""
         if self.kind == "categorical":
@@ -188,7 +194,7 @@ class FactorReader:
         }
 
 
-def _wrap(difference: torch.Tensor, period) -> torch.Tensor:
+def _wrap(difference: torch.Tensor, period: Period) -> torch.Tensor:
     """``difference`` wrapped into ``[-period / 2, period / 2)``."""
     return torch.remainder(difference + period / 2, period) - period / 2
 
@@ -299,7 +305,8 @@ class Judge:
 
     def _decode(self, outputs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Values per factor from normalised outputs ``(N, width)``; periodic factors last, with
-        their periods from the judge's own reading of the others."""
+        their periods from the judge's own reading of the others (a factor it does not read
+        counts as its lowest value)."""
         values = {
             reader.name: reader.decode(out, None)
             for reader, out in zip(self.readers, outputs, strict=True)
