@@ -1,4 +1,5 @@
-"""How a trained run is scored, in one place.
+"""How a trained run is scored, in one place: unbiased code scores, probes, judges of the
+factors, the study datasets and supervised ceilings, and the variant study.
 
 - :mod:`~pyro_dynvae.assessment.scoring`: codes against ground-truth factors on many held-out
   sequences, frames drawn per sequence (:mod:`~pyro_dynvae.assessment.sampling`), every

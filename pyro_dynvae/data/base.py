@@ -158,21 +158,42 @@ class FactorSpace:
         :raises ValueError: if the factor that decides a symmetry is not among these factors.
         """
         factors = self._check_rows(factors).clone()
+        for k, (factor, order) in self._symmetry_orders(factors).items():
+            period = factor.high - factor.low
+            wrapped = torch.remainder(order * (factors[..., k].double() - factor.low), period)
+            factors[..., k] = (factor.low + wrapped).float()
+        return factors
+
+    def identifiable_periods(self, factors: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The period modulo which each periodic factor with a ``symmetry`` can be read from a
+        frame, row by row: ``P / k`` for symmetry order ``k`` (a square's full-turn rotation is
+        seen modulo a quarter turn); the same declaration as :meth:`identifiable_factors`.
+
+        :param torch.Tensor factors: rows ``(..., K)``.
+        :returns: ``{name: periods (...)}`` in the rows' dtype, empty without such factors.
+        """
+        factors = self._check_rows(factors)
+        return {
+            factor.name: ((factor.high - factor.low) / order).to(factors.dtype)
+            for factor, order in self._symmetry_orders(factors).values()
+        }
+
+    def _symmetry_orders(self, factors: torch.Tensor) -> dict[int, tuple[Factor, torch.Tensor]]:
+        """Column -> (factor, per-row symmetry order ``k`` (float64)) of the periodic factors
+        with a ``symmetry``."""
+        orders = {}
         for k, factor in enumerate(self.factors):
             if factor.symmetry is None or not factor.periodic:
                 continue
-            name, orders = factor.symmetry
+            name, by_category = factor.symmetry
             if name not in self.factor_names:
                 raise ValueError(
                     f"factor {factor.name!r} is identifiable only given {name!r}, which is not "
                     f"among the factors {self.factor_names}; keep both"
                 )
             category = factors[..., self.factor_names.index(name)].round().long()
-            order = torch.tensor(orders, dtype=torch.float64)[category]
-            period = factor.high - factor.low
-            wrapped = torch.remainder(order * (factors[..., k].double() - factor.low), period)
-            factors[..., k] = (factor.low + wrapped).float()
-        return factors
+            orders[k] = (factor, torch.tensor(by_category, dtype=torch.float64)[category])
+        return orders
 
     def factor_index(self, name: str | int) -> int:
         """Column index of a factor given its name (or a column index, checked)."""

