@@ -278,6 +278,29 @@ class LatentDynamics(PyroModule):
             torch.diag_embed(noise).expand(trans_matrix.shape),
         )
 
+    def sample_chain(
+        self, theta: torch.Tensor | None, num_sequences: int, num_frames: int, like: torch.Tensor
+    ) -> torch.Tensor:
+        """States ``(num_sequences, T, state_dim)`` drawn from ``p(z | theta)`` by ancestral
+        sampling (``x_0 ~ N(0, P_0)``, ``x_t = propagate(theta_t, x_{t-1}) + noise``), which,
+        unlike a factorisation of the chain's precision, stays exact for noise scales near 0.
+
+        :param theta: ``(num_sequences, T-1, d)`` (None for ``"none"`` and ``"random_walk"``).
+        """
+        if self.kind in ("none", "random_walk"):
+            return self.prior(None, num_frames, like).sample((num_sequences,))
+        scales = self.noise_scales()
+        noise = scales["transition_scale"].to(like)
+        initial = like.new_ones(self.latent_dim)
+        if self.has_velocity:
+            noise = torch.cat([noise, scales["velocity_noise_scale"].to(like)])
+            initial = torch.cat([initial, scales["velocity_init_scale"].to(like)])
+        states = [initial * torch.randn(num_sequences, self.state_dim, dtype=like.dtype,
+                                        device=like.device)]
+        for step in theta.unbind(-2):
+            states.append(self.propagate(step, states[-1]) + noise * torch.randn_like(states[-1]))
+        return torch.stack(states, dim=-2)
+
     def propagate(self, theta: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor:
         """Mean of the state at ``t+1`` given the state ``states`` at ``t`` under the step with
         parameters ``theta``: ``A z (+ v)``, and ``v`` with ``velocity``.

@@ -353,6 +353,25 @@ class DynamicsVAE(nn.Module):
         return summary, guide.latent_posterior(theta, guide.potentials(features))
 
     @torch.no_grad()
+    def sample_prior_latents(
+        self, num_sequences: int, num_frames: int, theta: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Latents ``z`` ``(num_sequences, num_frames, n)`` drawn from the prior ``p(z | theta)``.
+
+        :param theta: transition parameters ``(num_sequences, num_frames - 1, d)``; None: the
+            slow centre (``A_t = I``), so that a latent moves only through its learned noise
+            and velocity scales (a static latent stays constant, a moving one wanders).
+        """
+        transitions = self.guide.transitions
+        like = next(self.parameters())
+        if theta is None and self.variant_config.has_dynamics_site:
+            theta = transitions.centre.to(like).expand(
+                num_sequences, num_frames - 1, transitions.num_params
+            )
+        states = transitions.sample_chain(theta, num_sequences, num_frames, like)
+        return transitions.positions(states)
+
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Frames shown for latents ``(..., n)``: ``(..., C, H, W)``, the Gaussian mean, or the
         Bernoulli probabilities ``sigmoid(logits)`` (for the continuous Bernoulli, its shape
