@@ -10,6 +10,13 @@ Two families of frame networks share one interface:
 - :class:`MLPEncoder` / :class:`MLPDecoder` for small frames flattened to vectors (tiny tests,
   linear-Gaussian checks). With no hidden layer the decoder is a single affine map.
 
+Convolution kernels (:func:`conv_kernels`): by default the decoder's last layer, which writes
+only the few image channels, runs PyTorch's native im2col + GEMM transposed convolution on CPU
+(``slow_conv_transpose2d``) instead of oneDNN, whose kernel for so few output channels cost 2-3x
+as much in forward; every other layer, and every layer on other devices, is the plain
+``torch.nn`` layer. The result is the same function of the same parameters (to float rounding);
+``with conv_kernels("torch"):`` runs the plain ``torch.nn`` layers everywhere.
+
 Every encoder maps frames ``(..., C, H, W)`` to features ``(..., feature_dim)``; every decoder maps
 latents ``(..., n)`` to per-pixel outputs ``(..., C, H, W)`` (logits or Gaussian means). Leading
 dims are arbitrary (batch, time, Monte Carlo particles).
@@ -23,8 +30,10 @@ parameters of the transition between them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -37,8 +46,30 @@ __all__ = [
     "LocalPotentials",
     "MLPDecoder",
     "MLPEncoder",
+    "conv_kernels",
     "inverse_softplus",
 ]
+
+CONV_KERNELS = ("auto", "torch")
+#: transposed convolutions with at most this many output channels use the native CPU kernel
+NATIVE_MAX_OUT_CHANNELS = 4
+_CONV_KERNELS = contextvars.ContextVar("pyro_dynvae_conv_kernels", default="auto")
+
+
+@contextlib.contextmanager
+def conv_kernels(kernels: str) -> Iterator[None]:
+    """Choose the convolution kernels inside a ``with`` block (thread- and task-local).
+
+    :param str kernels: ``"auto"`` (the default: the measured faster kernel per layer, see the
+        module docstring) or ``"torch"`` (the plain ``torch.nn`` layers everywhere).
+    """
+    if kernels not in CONV_KERNELS:
+        raise ValueError(f"kernels must be one of {CONV_KERNELS}, got {kernels!r}")
+    token = _CONV_KERNELS.set(kernels)
+    try:
+        yield
+    finally:
+        _CONV_KERNELS.reset(token)
 
 
 def inverse_softplus(value: float) -> float:
@@ -74,6 +105,24 @@ def _channel_plan(image_size: int, channels: Sequence[int]) -> list[int]:
     if not channels or any(c <= 0 for c in channels):
         raise ValueError(f"conv_channels must be positive widths, got {channels}")
     return (channels + [channels[-1]] * depth)[:depth]
+
+
+class _ConvTranspose2d(nn.ConvTranspose2d):
+    """:class:`torch.nn.ConvTranspose2d` (same parameters) whose forward on CPU, for at most
+    :data:`NATIVE_MAX_OUT_CHANNELS` output channels and under ``conv_kernels("auto")``, is
+    PyTorch's native ``slow_conv_transpose2d``; autograd's backward of it is the usual
+    ``convolution_backward``."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if (
+            input.device.type != "cpu"
+            or self.out_channels > NATIVE_MAX_OUT_CHANNELS
+            or _CONV_KERNELS.get() != "auto"
+        ):
+            return super().forward(input)
+        return torch.ops.aten.slow_conv_transpose2d(
+            input, self.weight, self.kernel_size, self.bias, self.stride, self.padding
+        )
 
 
 class ConvEncoder(nn.Module):
@@ -137,7 +186,7 @@ class ConvDecoder(nn.Module):
         self.linear = nn.Linear(latent_dim, widths[0] * 16)
         layers: list[nn.Module] = []
         for width_in, width_out in zip(widths, widths[1:] + [channels], strict=True):
-            layers += [nn.ELU(), nn.ConvTranspose2d(width_in, width_out, 4, stride=2, padding=1)]
+            layers += [nn.ELU(), _ConvTranspose2d(width_in, width_out, 4, stride=2, padding=1)]
         self.deconvs = nn.Sequential(*layers)
         self.first_width = widths[0]
         self.frame_shape = (channels, image_size, image_size)
