@@ -41,6 +41,7 @@ import pickle
 import shutil
 import sys
 import warnings
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pyro_dynvae import __version__
 from pyro_dynvae.assessment.scoring import score_factor_space, without_nan
-from pyro_dynvae.data import DynamicSprites, FactorDataset, MovingMNIST
+from pyro_dynvae.data import DynamicSprites, FactorDataset, MemoizedSequences, MovingMNIST
 from pyro_dynvae.defaults import dataset_options, model_options
 from pyro_dynvae.inference_data import (
     dynamics_inference_data,
@@ -68,6 +69,7 @@ from pyro_dynvae.inference_data import (
 from pyro_dynvae.metrics import eigenvalue_bimodality, forecast_scores
 from pyro_dynvae.metrics.digit_reading import digit_reading
 from pyro_dynvae.models import build_model
+from pyro_dynvae.nets import conv_kernels
 from pyro_dynvae.viz import save_run_figures
 
 # Parameters live in their PyroModules (not Pyro's global param store), as ELBOModule training
@@ -547,6 +549,45 @@ def _rng_devices(device: torch.device) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+    """
+    How a training step is carried out, not what it computes (issue 13): every choice gives the
+    same loss and gradients, to float rounding, on the same batch and weights, and the same data
+    stream. :meth:`reference` is the step as it was before these options existed, kept so that
+    ``benchmarks/bench_training.py`` can measure the speed-up against it.
+
+    :param int cache_bytes: keep up to this many bytes of rendered training sequences in memory
+        (:class:`~pyro_dynvae.data.MemoizedSequences`, shared by every fit on the same dataset
+        object in a process); 0 renders every batch anew.
+    :param foreach: Adam's ``foreach`` (multi-tensor) implementation; ``None``: torch's default
+        (the per-parameter loop on CPU, ``foreach`` on CUDA).
+    :param str conv_kernels: the convolution kernels, see :func:`pyro_dynvae.nets.conv_kernels`.
+    """
+
+    cache_bytes: int = 2**30
+    foreach: bool | None = True
+    conv_kernels: str = "auto"
+
+    @classmethod
+    def reference(cls) -> StepOptions:
+        """The step before issue 13: render every batch, torch's default Adam, plain layers."""
+        return cls(cache_bytes=0, foreach=None, conv_kernels="torch")
+
+
+_MEMOIZED: weakref.WeakKeyDictionary[Dataset, MemoizedSequences] = weakref.WeakKeyDictionary()
+
+
+def _memoized(dataset: Dataset, max_bytes: int) -> Dataset:
+    """``dataset`` behind one :class:`MemoizedSequences` per dataset object (0: unwrapped)."""
+    if not max_bytes:
+        return dataset
+    cached = _MEMOIZED.get(dataset)
+    if cached is None or cached.max_bytes != max_bytes:
+        cached = _MEMOIZED[dataset] = MemoizedSequences(dataset, max_bytes)
+    return cached
+
+
 class DynamicsVAEModule(pl.LightningModule):
     """
     The LightningModule wrapping a dynamics VAE's ELBO (Pyro's ``ELBOModule``).
@@ -556,10 +597,16 @@ class DynamicsVAEModule(pl.LightningModule):
     :param Dataset train_data: yields ``(frames, factors)``.
     :param Dataset val_data: held-out sequences, same format.
     :param TrainConfig config: batch size, learning rate, seed, forecast horizon, workers.
+    :param StepOptions step_options: how the steps are carried out (default: the fastest).
     """
 
     def __init__(
-        self, dynvae: torch.nn.Module, train_data: Dataset, val_data: Dataset, config: TrainConfig
+        self,
+        dynvae: torch.nn.Module,
+        train_data: Dataset,
+        val_data: Dataset,
+        config: TrainConfig,
+        step_options: StepOptions = StepOptions(),
     ) -> None:
         super().__init__()
         self.dynvae = dynvae
@@ -569,6 +616,7 @@ class DynamicsVAEModule(pl.LightningModule):
         self.train_data = train_data
         self.val_data = val_data
         self.config = config
+        self.step_options = step_options
         self._last_loss: torch.Tensor | None = None
 
     def train_dataloader(self) -> DataLoader:
@@ -581,7 +629,7 @@ class DynamicsVAEModule(pl.LightningModule):
             world_size=self.trainer.world_size,
         )
         return _loader(
-            self.train_data,
+            _memoized(self.train_data, self.step_options.cache_bytes),
             self.config.seed,
             batch_sampler=sampler,
             num_workers=self.config.num_workers,
@@ -591,7 +639,11 @@ class DynamicsVAEModule(pl.LightningModule):
         return _loader(self.val_data, self.config.seed, batch_size=self.config.batch_size)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.loss_fn.parameters(), lr=self.config.learning_rate)
+        return torch.optim.Adam(
+            self.loss_fn.parameters(),
+            lr=self.config.learning_rate,
+            foreach=self.step_options.foreach,
+        )
 
     def on_train_start(self) -> None:
         # A resumed run restores the optimiser's state, learning rate included; the config's
@@ -722,6 +774,7 @@ def fit(
     ckpt_path: str | os.PathLike | None = None,
     callbacks: Sequence[Callback] = (),
     enable_progress_bar: bool | None = None,
+    step_options: StepOptions = StepOptions(),
 ) -> DynamicsVAEModule:
     """
     Train ``dynvae`` on ``train_data`` with Lightning, writing ``config.json``, checkpoints and
@@ -739,6 +792,8 @@ def fit(
     :param callbacks: extra Lightning callbacks.
     :param enable_progress_bar: show Lightning's progress bar; ``None``: only when standard
         output is a terminal.
+    :param StepOptions step_options: how the steps are carried out (:meth:`StepOptions.reference`
+        is the slower path of before issue 13, for benchmarks).
     :returns: the trained :class:`DynamicsVAEModule` (its ``trainer`` attribute is set).
     :raises NonFiniteLossError: when the loss or a gradient becomes non-finite.
     :raises ValueError: for options Lightning rejects, or changes a resume cannot make.
@@ -753,7 +808,7 @@ def fit(
     if config.threads:
         torch.set_num_threads(config.threads)
     lightning.seed_everything(config.seed, workers=True, verbose=False)
-    module = DynamicsVAEModule(dynvae, train_data, val_data, config)
+    module = DynamicsVAEModule(dynvae, train_data, val_data, config, step_options)
     # Create lazily initialised parameters before the optimiser (and DDP) sees them.
     with torch.no_grad():
         module.loss_fn(_frames(next(iter(module.val_dataloader()))))
@@ -805,7 +860,8 @@ def fit(
                     "history": history,
                 },
             )
-        trainer.fit(module, ckpt_path=ckpt_path)
+        with conv_kernels(step_options.conv_kernels):
+            trainer.fit(module, ckpt_path=ckpt_path)
     return module
 
 

@@ -1,0 +1,138 @@
+"""The training-step speed-ups of issue 13 compute what the reference step computes.
+
+Each fast path is compared with ``StepOptions.reference()`` (the step as it was before): the
+same ELBO and gradients on the same batch, weights and Monte Carlo noise, the same items from the
+memoised dataset as from rendering, and the same weights after Lightning training steps. No
+timing is asserted here; ``benchmarks/bench_training.py`` measures the speed.
+"""
+
+import pyro
+import pytest
+import torch
+from torch.profiler import profile
+
+from pyro_dynvae.data import DynamicSprites, MemoizedSequences, MovingMNIST
+from pyro_dynvae.models import build_model
+from pyro_dynvae.nets import ConvDecoder, conv_kernels
+from pyro_dynvae.train import StepOptions, TrainConfig, fit, make_dataset, make_model
+
+NATIVE_KERNEL = "aten::slow_conv_transpose2d"
+
+
+def ops_called(function) -> set[str]:
+    with profile() as prof:
+        function()
+    return {event.key for event in prof.key_averages()}
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual - expected).abs().max() / expected.abs().max())
+
+
+def loss_and_gradients(dynvae, frames: torch.Tensor, kernels: str, seed: int = 0):
+    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
+    for param in loss_fn.parameters():
+        param.grad = None
+    torch.manual_seed(seed)
+    with conv_kernels(kernels):
+        loss = loss_fn(frames)
+    loss.backward()
+    return loss.detach(), {name: p.grad.clone() for name, p in loss_fn.named_parameters()}
+
+
+@pytest.mark.parametrize("image_size", [32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_decoder_kernels_agree_in_value_and_gradients(image_size, channels):
+    torch.manual_seed(0)
+    decoder = ConvDecoder(image_size, channels, latent_dim=8)
+    latents = torch.randn(5, 8, requires_grad=True)
+    weights = torch.randn(5, channels, image_size, image_size)
+    results = {}
+    for kernels in ("torch", "auto"):
+        with conv_kernels(kernels):
+            output = decoder(latents)
+        grads = torch.autograd.grad((output * weights).sum(), [latents, *decoder.parameters()])
+        results[kernels] = (output.detach(), grads)
+    (reference, reference_grads), (fast, fast_grads) = results["torch"], results["auto"]
+    assert relative_error(fast, reference) < 1e-5
+    for actual, expected in zip(fast_grads, reference_grads, strict=True):
+        assert relative_error(actual, expected) < 1e-5
+
+
+def test_auto_kernels_use_the_native_kernel_for_the_last_layer_only():
+    decoder = ConvDecoder(32, 1, latent_dim=4)
+    latents = torch.randn(3, 4)
+    with conv_kernels("auto"):
+        assert NATIVE_KERNEL in ops_called(lambda: decoder(latents))
+    with conv_kernels("torch"):
+        assert NATIVE_KERNEL not in ops_called(lambda: decoder(latents))
+    wide = ConvDecoder(32, 8, latent_dim=4)  # 8 output channels: oneDNN's kernel stays
+    with conv_kernels("auto"):
+        assert NATIVE_KERNEL not in ops_called(lambda: wide(latents))
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        with conv_kernels("fast"):
+            pass
+
+
+@pytest.mark.parametrize(
+    "image_size, likelihood, dataset",
+    [(32, "gaussian", DynamicSprites), (64, "bernoulli", MovingMNIST)],
+    ids=["study", "example"],
+)
+def test_elbo_and_gradients_match_the_reference_step(image_size, likelihood, dataset):
+    """The study's (32x32, Gaussian) and the example's (64x64, Bernoulli) hierarchical model."""
+    pyro.settings.set(module_local_params=True)
+    torch.manual_seed(0)
+    dynvae = build_model("hierarchical", image_size=image_size, latent_dim=8,
+                         num_sequences=64, likelihood=likelihood)
+    frames = dataset(num_sequences=4, num_frames=10, image_size=image_size).get_batch(range(4))[0]
+    reference_loss, reference_grads = loss_and_gradients(dynvae, frames, "torch")
+    loss, grads = loss_and_gradients(dynvae, frames, "auto")
+    torch.testing.assert_close(loss, reference_loss, rtol=1e-6, atol=0)
+    assert grads.keys() == reference_grads.keys()
+    for name, grad in grads.items():  # float32 rounding, relative to each gradient's scale
+        assert relative_error(grad, reference_grads[name]) < 1e-5, name
+    # the comparison can fail: other Monte Carlo noise gives another loss and other gradients
+    other_loss, other_grads = loss_and_gradients(dynvae, frames, "auto", seed=1)
+    assert not torch.allclose(other_loss, reference_loss, rtol=1e-6, atol=0)
+    assert relative_error(other_grads["model.decoder.deconvs.5.weight"],
+                          reference_grads["model.decoder.deconvs.5.weight"]) > 1e-3
+
+
+def test_memoized_sequences_serve_the_rendered_items():
+    data = DynamicSprites(num_sequences=6, num_frames=3, image_size=16)
+    item_bytes = sum(t.nbytes for t in data[0])
+    cached = MemoizedSequences(data, max_bytes=4 * item_bytes)
+    batch = cached.__getitems__([0, 1, 1, 5])
+    again = cached.__getitems__([5, 0, 2, 3, 4])
+    for index, (frames, factors) in zip([0, 1, 1, 5, 5, 0, 2, 3, 4], batch + again, strict=True):
+        torch.testing.assert_close(frames, data[index][0], rtol=0, atol=0)
+        torch.testing.assert_close(factors, data[index][1], rtol=0, atol=0)
+    # the budget holds four items: the first four distinct indices stay, later ones are rendered
+    assert cached.nbytes == 4 * item_bytes and sorted(cached._items) == [0, 1, 2, 5]
+    assert cached[5][0] is batch[3][0] and cached[4][0] is not again[4][0]
+    assert len(cached) == 6 and cached.factor_names == data.factor_names
+    with pytest.raises(ValueError, match="max_bytes"):
+        MemoizedSequences(data, max_bytes=0)
+
+
+def test_fit_with_the_fast_step_matches_the_reference_fit(tmp_path):
+    """Through Lightning: the memoised data, foreach Adam and the native kernel leave the weights
+    after 6 steps (3 epochs of the 8 sequences) where the reference step leaves them."""
+    config = TrainConfig(
+        variant="hierarchical", dataset="sprites", model_overrides={"conv_channels": [4, 8]},
+        num_sequences=8, num_val_sequences=4, num_frames=4, image_size=16, latent_dim=3,
+        batch_size=4, max_steps=6, val_every=0, checkpoint_every=6, forecast_horizon=1,
+    )
+    train_data, val_data = make_dataset(config, "train"), make_dataset(config, "test")
+    weights = {}
+    for name, options in (("reference", StepOptions.reference()), ("fast", StepOptions())):
+        dynvae = make_model(config, channels=1)
+        fit(dynvae, train_data, val_data, config, tmp_path / name, enable_progress_bar=False,
+            step_options=options)
+        weights[name] = {k: v.detach().clone() for k, v in dynvae.state_dict().items()}
+    initial = make_model(config, channels=1).state_dict()
+    assert any(not torch.allclose(initial[k], v) for k, v in weights["reference"].items())
+    for key, value in weights["fast"].items():
+        torch.testing.assert_close(value, weights["reference"][key], rtol=1e-4, atol=1e-5,
+                                   msg=key)
