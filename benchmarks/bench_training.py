@@ -1,34 +1,365 @@
 """
-Training throughput of every variant and baseline: sequences per second of one SVI step
-(ELBO forward, backward, Adam update) at 64x64, T=20, batch 16, on CPU by default.
+Training throughput of a study cell and of the example, and where one step's time goes.
 
-The reference is the ``meanfield`` variant (the hierarchical model with a guide that has no
-temporal coupling); the column ``vs meanfield`` is the time per step divided by meanfield's, and
-the last line checks the structured (BlockTridiagMVN) guide's ratio ``hierarchical / meanfield``
-against the target of at most 1.2x. Timings on a shared machine are noisy: the median of
-``--repeats`` timed blocks is reported.
+Two configurations of the ``hierarchical`` variant: ``study`` (a cell of
+``pyro-dynvae compare``: sprites over a drifting background, 32x32, T=10, batch 16, n=8, conv
+nets, Gaussian likelihood) and ``example`` (``examples/moving_mnist.py``: one digit, 64x64,
+T=10, batch 16, n=8, Bernoulli likelihood). Two paths, measured interleaved in the same run:
+``reference``, the step as it was before issue 13 (``StepOptions.reference()``), and ``fast``,
+the default (``StepOptions()``: memoised training data, foreach Adam, the native kernel for the
+decoder's last layer). The fast path's data come from a warm cache, the steady state after the
+first epoch (a budget-1 study cell renders during its first 128 of 600 steps).
 
-    python benchmarks/bench_training.py
-    python benchmarks/bench_training.py --variants hierarchical meanfield --steps 5
+Per configuration, thread count and path the script prints
+
+- the Lightning step (``pyro_dynvae.train.fit``, time between successive training batches, so it
+  includes loading the batch and every hook): ms per step, sequences per second and the speed-up
+  over ``reference`` (wall clock and CPU time; one thread's CPU time is the steadier of the two on
+  a machine shared with other jobs);
+- where the time goes, from a hand-written loop doing the same work on the same module:
+  ``data`` (next batch of the training loader), ``encoder`` and ``decoder`` (the frame nets'
+  forward), ``BlockTridiagMVN`` (construction, sampling, densities and the KL between the two,
+  forward), ``Pyro+ELBO`` (the rest of the loss's forward: Pyro's tracing and bookkeeping, the
+  small nets, the other distributions), ``backward`` (all of it), ``optimiser`` (clipping, Adam,
+  zeroing) and ``Lightning`` (the Lightning step minus the loop's).
+
+Times are medians over ``--rounds`` interleaved rounds. ``--conv-channels 8 16 32`` adds a row
+for the fast path with those conv widths: a different, smaller model, whose scores have to be
+compared separately before it counts. ``study-budget8`` is the study's cell at ``--budget 8``
+(the same step, 8x the sequences and steps); for both study configurations the script estimates
+the training hours of the default study (10 variants, 2 datasets, 3 seeds) in one process.
+``--device cuda`` times ``study`` and ``study-budget8`` on the GPU. ``--variants`` prints the
+older table instead: every variant's SVI step against the mean-field guide's (64x64, T=20).
+
+    python -m benchmarks.bench_training                          # both configs, 1 and 2 threads
+    python -m benchmarks.bench_training --configs study --threads 1 --rounds 3
+    python -m benchmarks.bench_training --conv-channels 8 16 32  # also a smaller conv net
+    python -m benchmarks.bench_training --device cuda --threads 1  # GPU: study and --budget 8
+    python -m benchmarks.bench_training --variants hierarchical meanfield
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import functools
+import importlib.util
 import statistics
+import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pyro
+import pyro.infer.trace_mean_field_elbo as trace_mean_field_elbo
 import torch
+from lightning.pytorch.callbacks import Callback
 
+from pyro_dynvae import compare
+from pyro_dynvae import train as training
 from pyro_dynvae.data import MovingMNIST
+from pyro_dynvae.distributions import BlockTridiagMVN
 from pyro_dynvae.models import VARIANTS, build_model
+from pyro_dynvae.nets import conv_kernels
 
 pyro.settings.set(module_local_params=True)
 
 TARGET_RATIO = 1.2
+PATHS = {"reference": training.StepOptions.reference(), "fast": training.StepOptions()}
+CATEGORIES = ("data", "encoder", "decoder", "BlockTridiagMVN", "Pyro+ELBO", "backward",
+              "optimiser", "Lightning")
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "moving_mnist.py"
+WARMUP_STEPS = 5
 
 
+# ----- configurations ----------------------------------------------------------------------------
+def study_config(budget: compare.StudyBudget) -> training.TrainConfig:
+    """A cell of the study at ``budget``: sprites, hierarchical (``compare.train_config``)."""
+    return compare.train_config("sprites", "hierarchical", 0, budget)
+
+
+def example_config() -> training.TrainConfig:
+    """The configuration ``examples/moving_mnist.py`` trains by default."""
+    spec = importlib.util.spec_from_file_location("moving_mnist_example", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return training.TrainConfig(
+        variant="hierarchical", model_overrides={"likelihood": "bernoulli"},
+        dataset="moving_mnist", dataset_options={"num_digits": 1}, **example.DEFAULTS,
+    )
+
+
+@dataclasses.dataclass
+class Setup:
+    """One configuration to time: its config, data and how many steps a full run takes."""
+
+    name: str
+    config: training.TrainConfig
+    train_data: torch.utils.data.Dataset
+    val_data: torch.utils.data.Dataset
+
+
+def make_setup(name: str, config: training.TrainConfig, device: str, steps: int) -> Setup:
+    config = dataclasses.replace(
+        config, max_steps=WARMUP_STEPS + steps, val_every=0, checkpoint_every=10**6,
+        accelerator="gpu" if device == "cuda" else "cpu", devices="1", num_val_sequences=16,
+    )
+    return Setup(name, config, training.make_dataset(config, "train"),
+                 training.make_dataset(config, "test"))
+
+
+# ----- timing ------------------------------------------------------------------------------------
+class Clock:
+    """Wall and CPU seconds; waits for the GPU first on CUDA."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device == "cuda"
+
+    def __call__(self) -> tuple[float, float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter(), time.process_time()
+
+
+class StepTimer(Callback):
+    """Wall and CPU time between successive ``on_train_batch_end`` calls after the warm-up."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock, self.marks = clock, []
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= WARMUP_STEPS:
+            self.marks.append(self.clock())
+
+    def per_step(self) -> tuple[float, float]:
+        (wall0, cpu0), (wall1, cpu1) = self.marks[0], self.marks[-1]
+        steps = len(self.marks) - 1
+        return (wall1 - wall0) / steps, (cpu1 - cpu0) / steps
+
+
+class Stopwatch:
+    """Accumulates wall seconds per label; a label's nested regions count once."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock, self.totals, self.depth, self.start = clock, {}, {}, {}
+
+    def enter(self, label: str) -> None:
+        self.depth[label] = self.depth.get(label, 0) + 1
+        if self.depth[label] == 1:
+            self.start[label] = self.clock()[0]
+
+    def exit(self, label: str) -> None:
+        self.depth[label] -= 1
+        if not self.depth[label]:
+            self.totals[label] = self.totals.get(label, 0.0) + self.clock()[0] - self.start[label]
+
+    def timed(self, label: str, function: Callable) -> Callable:
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            self.enter(label)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.exit(label)
+
+        return wrapper
+
+
+@contextlib.contextmanager
+def patched(target, name: str, value) -> Iterator[None]:
+    original = target.__dict__[name]
+    setattr(target, name, value)
+    try:
+        yield
+    finally:
+        setattr(target, name, original)
+
+
+@contextlib.contextmanager
+def timed_components(dynvae: torch.nn.Module, watch: Stopwatch) -> Iterator[None]:
+    """Time the frame nets (module hooks) and every BlockTridiagMVN call and KL (patches)."""
+    handles = []
+    for label, module in (("encoder", dynvae.guide.encoder), ("decoder", dynvae.model.decoder)):
+        handles.append(module.register_forward_pre_hook(lambda *_, lab=label: watch.enter(lab)))
+        handles.append(module.register_forward_hook(lambda *_, lab=label: watch.exit(lab)))
+    label = "BlockTridiagMVN"
+    kl = trace_mean_field_elbo.kl_divergence
+
+    def kl_divergence(q, p):
+        return (watch.timed(label, kl) if isinstance(q, BlockTridiagMVN) else kl)(q, p)
+
+    with contextlib.ExitStack() as stack:
+        for name in ("__init__", "rsample", "log_prob", "entropy"):
+            method = BlockTridiagMVN.__dict__[name]
+            stack.enter_context(patched(BlockTridiagMVN, name, watch.timed(label, method)))
+        for name in ("from_info", "from_markov_chain"):
+            method = BlockTridiagMVN.__dict__[name].__func__
+            stack.enter_context(
+                patched(BlockTridiagMVN, name, classmethod(watch.timed(label, method)))
+            )
+        stack.enter_context(patched(trace_mean_field_elbo, "kl_divergence", kl_divergence))
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def model_for(setup: Setup, conv_channels: Sequence[int] | None) -> torch.nn.Module:
+    config = setup.config
+    if conv_channels:
+        overrides = dict(config.model_overrides, conv_channels=list(conv_channels))
+        config = dataclasses.replace(config, model_overrides=overrides)
+    return training.make_model(config, channels=setup.train_data[0][0].shape[1])
+
+
+def lightning_step(setup: Setup, options: training.StepOptions, clock: Clock,
+                   conv_channels: Sequence[int] | None) -> tuple[float, float]:
+    """Wall and CPU seconds per Lightning training step (``fit``)."""
+    timer = StepTimer(clock)
+    with tempfile.TemporaryDirectory() as run_dir, compare._quiet():
+        training.fit(model_for(setup, conv_channels), setup.train_data, setup.val_data,
+                     setup.config, run_dir, callbacks=[timer], enable_progress_bar=False,
+                     step_options=options)
+    return timer.per_step()
+
+
+def loop_breakdown(setup: Setup, options: training.StepOptions, clock: Clock,
+                   conv_channels: Sequence[int] | None) -> dict[str, float]:
+    """Seconds per step of each part of the Lightning step's work, in a hand-written loop."""
+    config, device = setup.config, "cuda" if clock.cuda else "cpu"
+    dynvae = model_for(setup, conv_channels).to(device)
+    module = training.DynamicsVAEModule(dynvae, setup.train_data, setup.val_data, config, options)
+    sampler = training.StepBatchSampler(len(setup.train_data), config.batch_size, config.seed)
+    batches = iter(training._loader(training._memoized(setup.train_data, options.cache_bytes),
+                                    config.seed, batch_sampler=sampler))
+    loss_fn = module.loss_fn
+    with torch.no_grad():
+        loss_fn(training._frames(next(batches)).to(device))  # lazy parameters
+    optimizer = module.configure_optimizers()
+    params = list(loss_fn.parameters())
+    watch = Stopwatch(clock)
+    totals = dict.fromkeys(("data", "forward", "backward", "optimiser"), 0.0)
+    with conv_kernels(options.conv_kernels), timed_components(dynvae, watch):
+        for step in range(config.max_steps):
+            if step == WARMUP_STEPS:
+                totals = dict.fromkeys(totals, 0.0)
+                watch.totals.clear()
+            t0 = clock()[0]
+            frames = training._frames(next(batches)).to(device)
+            t1 = clock()[0]
+            loss = loss_fn(frames)
+            t2 = clock()[0]
+            loss.backward()
+            t3 = clock()[0]
+            torch.nn.utils.clip_grad_norm_(params, config.gradient_clip_val)
+            optimizer.step()
+            optimizer.zero_grad()
+            t4 = clock()[0]
+            for key, start, end in (("data", t0, t1), ("forward", t1, t2),
+                                    ("backward", t2, t3), ("optimiser", t3, t4)):
+                totals[key] += end - start
+    steps = config.max_steps - WARMUP_STEPS
+    parts = {key: watch.totals.get(key, 0.0) / steps for key in CATEGORIES[1:4]}
+    parts["Pyro+ELBO"] = totals["forward"] / steps - sum(parts.values())
+    return {"data": totals["data"] / steps, **parts, "backward": totals["backward"] / steps,
+            "optimiser": totals["optimiser"] / steps}
+
+
+def warm_cache(setup: Setup, options: training.StepOptions) -> None:
+    """Render every training sequence into the fast path's cache (its steady state)."""
+    cached = training._memoized(setup.train_data, options.cache_bytes)
+    for start in range(0, len(cached), 256):
+        cached.__getitems__(range(start, min(start + 256, len(cached))))
+
+
+def measure(setup: Setup, paths: dict[str, tuple[training.StepOptions, Sequence[int] | None]],
+            rounds: int, clock: Clock) -> dict[str, dict[str, float]]:
+    """Interleaved rounds of every path: medians of the Lightning step and of the breakdown."""
+    for options, _ in paths.values():
+        if options.cache_bytes:
+            warm_cache(setup, options)
+    samples = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, (options, conv_channels) in paths.items():
+            wall, cpu = lightning_step(setup, options, clock, conv_channels)
+            parts = loop_breakdown(setup, options, clock, conv_channels)
+            parts["Lightning"] = wall - sum(parts.values())
+            samples[name].append({"step": wall, "cpu": cpu, **parts})
+    return {name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
+            for name, runs in samples.items()}
+
+
+# ----- reports -----------------------------------------------------------------------------------
+def print_tables(results: dict[tuple[str, int], dict[str, dict[str, float]]],
+                 batch_size: int) -> None:
+    print("\nLightning training step (median of interleaved rounds; speed-up = reference / path):")
+    print("\n| config | threads | path | ms/step | seq/s | speed-up (wall) | speed-up (CPU) |")
+    print("|---|---|---|---|---|---|---|")
+    for (name, threads), paths in results.items():
+        reference = paths["reference"]
+        for path, times in paths.items():
+            print(f"| {name} | {threads} | {path} | {1e3 * times['step']:.1f} | "
+                  f"{batch_size / times['step']:.0f} | {reference['step'] / times['step']:.2f}x | "
+                  f"{reference['cpu'] / times['cpu']:.2f}x |")
+    print("\nWhere a step's time goes, ms (wall; Lightning = its step minus the loop's parts):")
+    print("\n| config | threads | path | " + " | ".join(CATEGORIES) + " | step |")
+    print("|---" * (len(CATEGORIES) + 4) + "|")
+    for (name, threads), paths in results.items():
+        for path, times in paths.items():
+            cells = " | ".join(f"{1e3 * times[key]:.1f}" for key in (*CATEGORIES, "step"))
+            print(f"| {name} | {threads} | {path} | {cells} |")
+
+
+def study_hours(step_seconds: float, budget: compare.StudyBudget, seeds: int = 3) -> float:
+    """Training hours of the default study (every variant, dataset and seed) in one process,
+    at ``step_seconds`` a step (steps only: no set-up, checkpoints or scoring)."""
+    cells = len(VARIANTS) * len(compare.DATASETS) * seeds
+    return cells * budget.max_steps * step_seconds / 3600
+
+
+BUDGETS = {"study": 1, "study-budget8": 8}
+
+
+def config_of(name: str) -> training.TrainConfig:
+    if name == "example":
+        return example_config()
+    return study_config(compare.StudyBudget.scaled(BUDGETS[name]))
+
+
+def throughput(args: argparse.Namespace) -> None:
+    clock = Clock(args.device)
+    paths = {name: (options, None) for name, options in PATHS.items()}
+    if args.conv_channels:
+        label = "fast, conv " + "-".join(map(str, args.conv_channels))
+        paths[label] = (PATHS["fast"], args.conv_channels)
+    configs = args.configs or (["study", "study-budget8"] if args.device == "cuda"
+                               else ["study", "example"])
+    setups = [make_setup(name, config_of(name), args.device, args.steps) for name in configs]
+    print(f"torch {torch.__version__}, pyro {pyro.__version__}, device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+          + f"; {args.rounds} rounds of {args.steps} steps after {WARMUP_STEPS} warm-up steps")
+    results = {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for setup in setups:
+            results[setup.name, threads] = measure(setup, paths, args.rounds, clock)
+            step = results[setup.name, threads]["fast"]["step"]
+            print(f"  {setup.name}, {threads} thread(s): fast {1e3 * step:.1f} ms/step", flush=True)
+    print_tables(results, setups[0].config.batch_size)
+    for (name, threads), times in results.items():
+        if name in BUDGETS:
+            budget = compare.StudyBudget.scaled(BUDGETS[name])
+            cells = len(VARIANTS) * len(compare.DATASETS) * 3
+            hours = ", ".join(f"{path} {study_hours(t['step'], budget):.2f} h"
+                              for path, t in times.items())
+            print(f"\nthe default study at --budget {BUDGETS[name]} ({cells} cells of "
+                  f"{budget.max_steps} steps), training steps only, one process, {threads} "
+                  f"thread(s): {hours}")
+
+
+# ----- the older table: every variant against the mean-field guide ------------------------------
 def seconds_per_step(
     variant: str, frames: torch.Tensor, latent_dim: int, steps: int, repeats: int
 ) -> float:
@@ -60,54 +391,52 @@ def seconds_per_step(
     return statistics.median(blocks)
 
 
-def main(argv: list[str] | None = None) -> None:
+def variant_table(args: argparse.Namespace) -> None:
+    """Every variant's SVI step against the mean-field guide's (the structured guide's cost)."""
+    torch.set_num_threads(args.threads[0])
+    variants = list(dict.fromkeys(["meanfield", *args.variants]))  # the reference first
+    batch_size, image_size, num_frames = 16, 64, 20
+    data = MovingMNIST(num_sequences=batch_size, num_frames=num_frames, image_size=image_size)
+    frames = data.get_batch(range(batch_size))[0]
+    print(f"SVI step, {image_size}x{image_size}, T={num_frames}, batch {batch_size}, n=8, torch "
+          f"threads {torch.get_num_threads()} (shared machine: timings are noisy)")
+    print(f"{'variant':<16}{'s/step':>10}{'seq/s':>10}{'vs meanfield':>14}")
+    times = {}
+    for variant in variants:
+        times[variant] = seconds_per_step(variant, frames, 8, args.steps, args.rounds)
+        print(f"{variant:<16}{times[variant]:>10.3f}{batch_size / times[variant]:>10.1f}"
+              f"{times[variant] / times['meanfield']:>13.2f}x")
+    if "hierarchical" in times:
+        ratio = times["hierarchical"] / times["meanfield"]
+        verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+        print(f"structured guide / meanfield guide (hierarchical / meanfield): {ratio:.2f}x "
+              f"({verdict} the {TARGET_RATIO}x target)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[1],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="variants to time")
-    parser.add_argument("--image-size", type=int, default=64, help="frame size")
-    parser.add_argument("--num-frames", type=int, default=20, help="frames per sequence T")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences per step")
-    parser.add_argument("--latent-dim", type=int, default=8, help="latent dimension n")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per block")
-    parser.add_argument("--repeats", type=int, default=3, help="timed blocks (median)")
-    parser.add_argument(
-        "--threads", type=int, default=None,
-        help="torch intra-op threads (default: torch's choice; 1 is steadiest on a busy machine, "
-        "where spinning OpenMP threads can slow a step down 10x)",
-    )
+    parser.add_argument("--configs", nargs="+", choices=["study", "study-budget8", "example"],
+                        help="configurations to time (default: study and example on CPU, "
+                        "study and study-budget8 on CUDA)")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2],
+                        help="torch intra-op thread counts to time")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per path and round")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--conv-channels", nargs="+", type=int, default=None,
+                        help="also time the fast path with these conv widths (another model)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
+                        help="print the variants-against-meanfield table instead")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    variants = list(dict.fromkeys(["meanfield", *args.variants]))  # the reference first
-
-    data = MovingMNIST(
-        num_sequences=args.batch_size, num_frames=args.num_frames, image_size=args.image_size
-    )
-    frames = torch.stack([data[i][0] for i in range(args.batch_size)])
-    print(
-        f"SVI step, {args.image_size}x{args.image_size}, T={args.num_frames}, "
-        f"batch {args.batch_size}, n={args.latent_dim}, torch threads "
-        f"{torch.get_num_threads()} (shared machine: timings are noisy)"
-    )
-    print(f"{'variant':<16}{'s/step':>10}{'seq/s':>10}{'vs meanfield':>14}")
-    times = {}
-    for variant in variants:
-        times[variant] = seconds_per_step(
-            variant, frames, args.latent_dim, args.steps, args.repeats
-        )
-        print(
-            f"{variant:<16}{times[variant]:>10.3f}{args.batch_size / times[variant]:>10.1f}"
-            f"{times[variant] / times['meanfield']:>13.2f}x"
-        )
-    if "hierarchical" in times:
-        ratio = times["hierarchical"] / times["meanfield"]
-        verdict = "meets" if ratio <= TARGET_RATIO else "misses"
-        print(
-            f"structured guide / meanfield guide (hierarchical / meanfield): {ratio:.2f}x "
-            f"({verdict} the {TARGET_RATIO}x target)"
-        )
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    if args.variants:
+        variant_table(args)
+    else:
+        throughput(args)
 
 
 if __name__ == "__main__":

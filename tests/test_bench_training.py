@@ -1,0 +1,78 @@
+"""``benchmarks/bench_training.py``: its tables, its time accounting and its clean-up. No timing
+is asserted."""
+
+import re
+
+import pyro
+import pytest
+import torch
+
+from benchmarks import bench_training as bench
+from pyro_dynvae.distributions import BlockTridiagMVN
+from pyro_dynvae.models import build_model
+
+
+class FakeClock:
+    """Each reading advances wall time by one second (CPU time stays 0)."""
+
+    cuda = False
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> tuple[float, float]:
+        self.now += 1.0
+        return self.now, 0.0
+
+
+def test_stopwatch_counts_nested_regions_of_a_label_once():
+    watch = bench.Stopwatch(FakeClock())
+    inner = watch.timed("a", lambda: None)
+    watch.timed("a", inner)()  # the clock is read on entering and leaving the outer region only
+    assert watch.totals == {"a": 1.0}
+    watch.timed("a", watch.timed("b", lambda: None))()  # a: readings 3 and 6, b: 4 and 5
+    assert watch.totals == {"a": 4.0, "b": 1.0}
+
+
+def test_timed_components_see_the_nets_and_the_distribution_and_clean_up():
+    pyro.settings.set(module_local_params=True)
+    torch.manual_seed(0)
+    dynvae = build_model("hierarchical", image_size=16, latent_dim=3, conv_channels=[4, 8])
+    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
+    frames = torch.rand(2, 4, 1, 16, 16)
+    originals = {name: BlockTridiagMVN.__dict__[name]
+                 for name in ("__init__", "rsample", "from_info", "from_markov_chain")}
+    watch = bench.Stopwatch(bench.Clock("cpu"))
+    with bench.timed_components(dynvae, watch):
+        loss = loss_fn(frames)
+    assert set(watch.totals) == {"encoder", "decoder", "BlockTridiagMVN"}
+    assert all(total > 0 for total in watch.totals.values())
+    assert not any(watch.depth.values())  # every region closed
+    # afterwards nothing is timed any more, and the class is as it was
+    before = dict(watch.totals)
+    assert torch.isfinite(loss) and torch.isfinite(loss_fn(frames))
+    assert watch.totals == before
+    assert all(BlockTridiagMVN.__dict__[name] is method for name, method in originals.items())
+    assert not dynvae.guide.encoder._forward_hooks and not dynvae.model.decoder._forward_hooks
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cuda"])
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_study_run_prints_both_tables_and_the_study_hours(capsys):
+    bench.main(["--configs", "study", "--threads", "1", "--rounds", "1", "--steps", "2"])
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\| study \| 1 \| (reference|fast) \|(.*)\|$", out, re.M)
+    assert [path for path, _ in rows] == ["reference", "fast"] * 2
+    assert rows[0][1].endswith("| 1.00x | 1.00x ")  # the reference against itself
+    breakdown = [cells.split("|") for path, cells in rows[2:]]
+    assert all(len(cells) == len(bench.CATEGORIES) + 1 for cells in breakdown)
+    for heading in bench.CATEGORIES:
+        assert f" {heading} |" in out
+    assert re.search(r"--budget 1 \(60 cells of 600 steps\).*reference [\d.]+ h, fast [\d.]+ h",
+                     out)
