@@ -579,10 +579,14 @@ _MEMOIZED: weakref.WeakKeyDictionary[Dataset, MemoizedSequences] = weakref.WeakK
 
 
 def _memoized(dataset: Dataset, max_bytes: int) -> Dataset:
-    """``dataset`` behind one :class:`MemoizedSequences` per dataset object (0: unwrapped)."""
+    """``dataset`` behind one :class:`MemoizedSequences` per dataset object (0: unwrapped); a
+    dataset that cannot be weakly referenced or hashed gets a cache of its own each time."""
     if not max_bytes:
         return dataset
-    cached = _MEMOIZED.get(dataset)
+    try:
+        cached = _MEMOIZED.get(dataset)
+    except TypeError:
+        return MemoizedSequences(dataset, max_bytes)
     if cached is None or cached.max_bytes != max_bytes:
         cached = _MEMOIZED[dataset] = MemoizedSequences(dataset, max_bytes)
     return cached

@@ -14,7 +14,7 @@ from torch.profiler import profile
 from pyro_dynvae.data import DynamicSprites, MemoizedSequences, MovingMNIST
 from pyro_dynvae.models import build_model
 from pyro_dynvae.nets import ConvDecoder, conv_kernels
-from pyro_dynvae.train import StepOptions, TrainConfig, fit, make_dataset, make_model
+from pyro_dynvae.train import StepOptions, TrainConfig, _memoized, fit, make_dataset, make_model
 
 NATIVE_KERNEL = "aten::slow_conv_transpose2d"
 
@@ -136,3 +136,17 @@ def test_fit_with_the_fast_step_matches_the_reference_fit(tmp_path):
     for key, value in weights["fast"].items():
         torch.testing.assert_close(value, weights["reference"][key], rtol=1e-4, atol=1e-5,
                                    msg=key)
+
+
+def test_fits_on_one_dataset_share_its_cache():
+    data = DynamicSprites(num_sequences=4, num_frames=2, image_size=16)
+    cached = _memoized(data, 2**20)
+    assert isinstance(cached, MemoizedSequences) and _memoized(data, 2**20) is cached
+    assert _memoized(data, 2**21) is not cached and _memoized(data, 0) is data
+
+    class Unhashable(torch.utils.data.TensorDataset):
+        __eq__ = object.__eq__
+        __hash__ = None
+
+    other = Unhashable(torch.zeros(3, 2))
+    assert _memoized(other, 2**20).dataset is other
