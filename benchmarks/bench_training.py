@@ -344,9 +344,11 @@ def throughput(args: argparse.Namespace) -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         for setup in setups:
-            results[setup.name, threads] = measure(setup, paths, args.rounds, clock)
-            step = results[setup.name, threads]["fast"]["step"]
-            print(f"  {setup.name}, {threads} thread(s): fast {1e3 * step:.1f} ms/step", flush=True)
+            times = results[setup.name, threads] = measure(setup, paths, args.rounds, clock)
+            steps = ", ".join(f"{path} {1e3 * t['step']:.1f} ms "
+                              f"({times['reference']['step'] / t['step']:.2f}x)"
+                              for path, t in times.items())
+            print(f"  {setup.name}, {threads} thread(s): {steps}", flush=True)
     print_tables(results, setups[0].config.batch_size)
     for (name, threads), times in results.items():
         if name in BUDGETS:
