@@ -7,8 +7,9 @@ nets, Gaussian likelihood) and ``example`` (``examples/moving_mnist.py``: one di
 T=10, batch 16, n=8, Bernoulli likelihood). Two paths, measured interleaved in the same run:
 ``reference``, the step as it was before issue 13 (``StepOptions.reference()``), and ``fast``,
 the default (``StepOptions()``: memoised training data, foreach Adam, the native kernel for the
-decoder's last layer). The fast path's data come from a warm cache, the steady state after the
-first epoch (a budget-1 study cell renders during its first 128 of 600 steps).
+decoder's last layer, channels-last convolution weights). The fast path's data come from a warm
+cache, the steady state after the first epoch (a budget-1 study cell renders during its first 128
+of 600 steps).
 
 Per configuration, thread count and path the script prints
 
@@ -229,8 +230,9 @@ def loop_breakdown(setup: Setup, options: training.StepOptions, clock: Clock,
                    conv_channels: Sequence[int] | None) -> dict[str, float]:
     """Seconds per step of each part of the Lightning step's work, in a hand-written loop."""
     config, device = setup.config, "cuda" if clock.cuda else "cpu"
-    dynvae = model_for(setup, conv_channels).to(device)
+    dynvae = model_for(setup, conv_channels)
     module = training.DynamicsVAEModule(dynvae, setup.train_data, setup.val_data, config, options)
+    module.to(device).on_fit_start()  # what fit does before the first step
     sampler = training.StepBatchSampler(len(setup.train_data), config.batch_size, config.seed)
     batches = iter(training._loader(training._memoized(setup.train_data, options.cache_bytes),
                                     config.seed, batch_sampler=sampler))

@@ -563,16 +563,20 @@ class StepOptions:
     :param foreach: Adam's ``foreach`` (multi-tensor) implementation; ``None``: torch's default
         (the per-parameter loop on CPU, ``foreach`` on CUDA).
     :param str conv_kernels: the convolution kernels, see :func:`pyro_dynvae.nets.conv_kernels`.
+    :param bool channels_last: on CPU, store the convolution weights channels-last when training
+        starts (``dynvae.to(memory_format=torch.channels_last)``; values and parameter objects
+        unchanged), which lets oneDNN run the convolutions channels-last.
     """
 
     cache_bytes: int = 2**30
     foreach: bool | None = True
     conv_kernels: str = "auto"
+    channels_last: bool = True
 
     @classmethod
     def reference(cls) -> StepOptions:
         """The step before issue 13: render every batch, torch's default Adam, plain layers."""
-        return cls(cache_bytes=0, foreach=None, conv_kernels="torch")
+        return cls(cache_bytes=0, foreach=None, conv_kernels="torch", channels_last=False)
 
 
 _MEMOIZED: weakref.WeakKeyDictionary[Dataset, MemoizedSequences] = weakref.WeakKeyDictionary()
@@ -641,6 +645,10 @@ class DynamicsVAEModule(pl.LightningModule):
 
     def val_dataloader(self) -> DataLoader:
         return _loader(self.val_data, self.config.seed, batch_size=self.config.batch_size)
+
+    def on_fit_start(self) -> None:
+        if self.step_options.channels_last and self.device.type == "cpu":
+            self.dynvae.to(memory_format=torch.channels_last)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(

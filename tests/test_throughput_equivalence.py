@@ -117,8 +117,9 @@ def test_memoized_sequences_serve_the_rendered_items():
 
 
 def test_fit_with_the_fast_step_matches_the_reference_fit(tmp_path):
-    """Through Lightning: the memoised data, foreach Adam and the native kernel leave the weights
-    after 6 steps (3 epochs of the 8 sequences) where the reference step leaves them."""
+    """Through Lightning: the memoised data, foreach Adam, the native kernel and channels-last
+    weights leave the weights after 6 steps (3 epochs of the 8 sequences) where the reference
+    step leaves them."""
     config = TrainConfig(
         variant="hierarchical", dataset="sprites", model_overrides={"conv_channels": [4, 8]},
         num_sequences=8, num_val_sequences=4, num_frames=4, image_size=16, latent_dim=3,
@@ -131,6 +132,8 @@ def test_fit_with_the_fast_step_matches_the_reference_fit(tmp_path):
         fit(dynvae, train_data, val_data, config, tmp_path / name, enable_progress_bar=False,
             step_options=options)
         weights[name] = {k: v.detach().clone() for k, v in dynvae.state_dict().items()}
+        weight = dynvae.guide.encoder.convs[2].weight  # (8, 4, 4, 4): the layouts differ
+        assert weight.is_contiguous(memory_format=torch.channels_last) == (name == "fast")
     initial = make_model(config, channels=1).state_dict()
     assert any(not torch.allclose(initial[k], v) for k, v in weights["reference"].items())
     for key, value in weights["fast"].items():
