@@ -220,8 +220,8 @@ def model_for(setup: Setup, conv_channels: Sequence[int] | None) -> torch.nn.Mod
     return training.make_model(config, channels=setup.train_data[0][0].shape[1])
 
 
-def lightning_step(setup: Setup, options: training.StepOptions, clock: Clock,
-                   conv_channels: Sequence[int] | None) -> tuple[float, float]:
+def lightning_step(setup: Setup, options: training.StepOptions,
+                   conv_channels: Sequence[int] | None, clock: Clock) -> tuple[float, float]:
     """Wall and CPU seconds per Lightning training step (``fit``)."""
     timer = StepTimer(clock)
     with tempfile.TemporaryDirectory() as run_dir, compare._quiet():
@@ -231,8 +231,8 @@ def lightning_step(setup: Setup, options: training.StepOptions, clock: Clock,
     return timer.per_step()
 
 
-def loop_breakdown(setup: Setup, options: training.StepOptions, clock: Clock,
-                   conv_channels: Sequence[int] | None) -> dict[str, float]:
+def loop_breakdown(setup: Setup, options: training.StepOptions,
+                   conv_channels: Sequence[int] | None, clock: Clock) -> dict[str, float]:
     """Seconds per step of each part of the Lightning step's work, in a hand-written loop."""
     config, device = setup.config, "cuda" if clock.cuda else "cpu"
     dynvae = model_for(setup, conv_channels)
@@ -283,17 +283,25 @@ def warm_cache(setup: Setup, options: training.StepOptions) -> None:
 
 def measure(setup: Setup, paths: dict[str, tuple[training.StepOptions, Sequence[int] | None]],
             rounds: int, clock: Clock) -> dict[str, dict[str, float]]:
-    """Interleaved rounds of every path: medians of the Lightning step and of the breakdown."""
+    """
+    Interleaved rounds of every path: the paths' Lightning steps one after the other, then their
+    loops, in the reverse order every other round (so a slow drift of the machine's speed
+    cancels). Medians over rounds of each time and of each round's speed-up over ``reference``.
+    """
     for options, _ in paths.values():
         if options.cache_bytes:
             warm_cache(setup, options)
     samples = {name: [] for name in paths}
-    for _ in range(rounds):
-        for name, (options, conv_channels) in paths.items():
-            wall, cpu = lightning_step(setup, options, clock, conv_channels)
-            parts = loop_breakdown(setup, options, clock, conv_channels)
+    for round_index in range(rounds):
+        order = list(paths)[:: -1 if round_index % 2 else 1]
+        steps = {name: lightning_step(setup, *paths[name], clock) for name in order}
+        for name in order:
+            parts = loop_breakdown(setup, *paths[name], clock)
+            wall, cpu = steps[name]
             parts["Lightning"] = wall - sum(parts.values())
-            samples[name].append({"step": wall, "cpu": cpu, **parts})
+            speedup = steps["reference"][0] / wall, steps["reference"][1] / cpu
+            samples[name].append({"step": wall, "cpu": cpu, **parts, "speedup": speedup[0],
+                                  "speedup_cpu": speedup[1]})
     return {name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
             for name, runs in samples.items()}
 
@@ -301,15 +309,15 @@ def measure(setup: Setup, paths: dict[str, tuple[training.StepOptions, Sequence[
 # ----- reports -----------------------------------------------------------------------------------
 def print_tables(results: dict[tuple[str, int], dict[str, dict[str, float]]],
                  batch_size: int) -> None:
-    print("\nLightning training step (median of interleaved rounds; speed-up = reference / path):")
+    print("\nLightning training step (medians over interleaved rounds of the time and of the"
+          " round's speed-up = reference / path):")
     print("\n| config | threads | path | ms/step | seq/s | speed-up (wall) | speed-up (CPU) |")
     print("|---|---|---|---|---|---|---|")
     for (name, threads), paths in results.items():
-        reference = paths["reference"]
         for path, times in paths.items():
             print(f"| {name} | {threads} | {path} | {1e3 * times['step']:.1f} | "
-                  f"{batch_size / times['step']:.0f} | {reference['step'] / times['step']:.2f}x | "
-                  f"{reference['cpu'] / times['cpu']:.2f}x |")
+                  f"{batch_size / times['step']:.0f} | {times['speedup']:.2f}x | "
+                  f"{times['speedup_cpu']:.2f}x |")
     print("\nWhere a step's time goes, ms (wall; Lightning = its step minus the loop's parts):")
     print("\n| config | threads | path | " + " | ".join(CATEGORIES) + " | step |")
     print("|---" * (len(CATEGORIES) + 4) + "|")
@@ -352,8 +360,7 @@ def throughput(args: argparse.Namespace) -> None:
         torch.set_num_threads(threads)
         for setup in setups:
             times = results[setup.name, threads] = measure(setup, paths, args.rounds, clock)
-            steps = ", ".join(f"{path} {1e3 * t['step']:.1f} ms "
-                              f"({times['reference']['step'] / t['step']:.2f}x)"
+            steps = ", ".join(f"{path} {1e3 * t['step']:.1f} ms ({t['speedup']:.2f}x)"
                               for path, t in times.items())
             print(f"  {setup.name}, {threads} thread(s): {steps}", flush=True)
     print_tables(results, setups[0].config.batch_size)
