@@ -3,13 +3,13 @@ Training throughput of a study cell and of the example, and where one step's tim
 
 Two configurations of the ``hierarchical`` variant: ``study`` (a cell of
 ``pyro-dynvae compare``: sprites over a drifting background, 32x32, T=10, batch 16, n=8, conv
-nets, Gaussian likelihood) and ``example`` (``examples/moving_mnist.py``: one digit, 64x64,
-T=10, batch 16, n=8, Bernoulli likelihood). Two paths, measured interleaved in the same run:
-``reference``, the step as it was before issue 13 (``StepOptions.reference()``), and ``fast``,
-the default (``StepOptions()``: memoised training data, foreach Adam, the native kernel for the
-decoder's last layer, channels-last convolution weights). The fast path's data come from a warm
-cache, the steady state after the first epoch (a budget-1 study cell renders during its first 128
-of 600 steps).
+nets, Gaussian likelihood with a learned scale) and ``example`` (``examples/moving_mnist.py``,
+``TrainConfig()``'s defaults: one digit, 64x64, T=10, batch 16, n=8, Bernoulli likelihood).
+Two paths, measured interleaved in the same run: ``reference``, the step as it was before
+issue 13 (``StepOptions.reference()``), and ``fast``, the default (``StepOptions()``: memoised
+training data, foreach Adam, the native kernel for the decoder's last layer, channels-last
+convolution weights). The fast path's data come from a warm cache, the steady state after the
+first epoch (a budget-1 study cell renders during its first 128 of 600 steps).
 
 Per configuration, thread count and path the script prints
 
@@ -45,20 +45,18 @@ import argparse
 import contextlib
 import dataclasses
 import functools
-import importlib.util
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import pyro
 import pyro.infer.trace_mean_field_elbo as trace_mean_field_elbo
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from pyro_dynvae import compare
 from pyro_dynvae import train as training
+from pyro_dynvae.assessment import study
 from pyro_dynvae.data import MovingMNIST
 from pyro_dynvae.distributions import BlockTridiagMVN
 from pyro_dynvae.models import VARIANTS, build_model
@@ -70,25 +68,13 @@ TARGET_RATIO = 1.2
 PATHS = {"reference": training.StepOptions.reference(), "fast": training.StepOptions()}
 CATEGORIES = ("data", "encoder", "decoder", "BlockTridiagMVN", "Pyro+ELBO", "backward",
               "optimiser", "Lightning")
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "moving_mnist.py"
 WARMUP_STEPS = 5
 
 
 # ----- configurations ----------------------------------------------------------------------------
-def study_config(budget: compare.StudyBudget) -> training.TrainConfig:
-    """A cell of the study at ``budget``: sprites, hierarchical (``compare.train_config``)."""
-    return compare.train_config("sprites", "hierarchical", 0, budget)
-
-
-def example_config() -> training.TrainConfig:
-    """The configuration ``examples/moving_mnist.py`` trains by default."""
-    spec = importlib.util.spec_from_file_location("moving_mnist_example", EXAMPLE)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    return training.TrainConfig(
-        variant="hierarchical", model_overrides={"likelihood": "bernoulli"},
-        dataset="moving_mnist", dataset_options={"num_digits": 1}, **example.DEFAULTS,
-    )
+def study_config(budget: study.StudyBudget) -> training.TrainConfig:
+    """A cell of the study at ``budget``: sprites, hierarchical (``study.train_config``)."""
+    return study.train_config("sprites", "hierarchical", 0, budget)
 
 
 @dataclasses.dataclass
@@ -224,7 +210,7 @@ def lightning_step(setup: Setup, options: training.StepOptions,
                    conv_channels: Sequence[int] | None, clock: Clock) -> tuple[float, float]:
     """Wall and CPU seconds per Lightning training step (``fit``)."""
     timer = StepTimer(clock)
-    with tempfile.TemporaryDirectory() as run_dir, compare._quiet():
+    with tempfile.TemporaryDirectory() as run_dir, study._quiet():
         training.fit(model_for(setup, conv_channels), setup.train_data, setup.val_data,
                      setup.config, run_dir, callbacks=[timer], enable_progress_bar=False,
                      step_options=options)
@@ -327,10 +313,10 @@ def print_tables(results: dict[tuple[str, int], dict[str, dict[str, float]]],
             print(f"| {name} | {threads} | {path} | {cells} |")
 
 
-def study_hours(step_seconds: float, budget: compare.StudyBudget, seeds: int = 3) -> float:
+def study_hours(step_seconds: float, budget: study.StudyBudget, seeds: int = 3) -> float:
     """Training hours of the default study (every variant, dataset and seed) in one process,
     at ``step_seconds`` a step (steps only: no set-up, checkpoints or scoring)."""
-    cells = len(VARIANTS) * len(compare.DATASETS) * seeds
+    cells = len(VARIANTS) * len(study.DATASETS) * seeds
     return cells * budget.max_steps * step_seconds / 3600
 
 
@@ -338,9 +324,9 @@ BUDGETS = {"study": 1, "study-budget8": 8}
 
 
 def config_of(name: str) -> training.TrainConfig:
-    if name == "example":
-        return example_config()
-    return study_config(compare.StudyBudget.scaled(BUDGETS[name]))
+    if name == "example":  # examples/moving_mnist.py trains TrainConfig's defaults
+        return training.TrainConfig()
+    return study_config(study.StudyBudget.scaled(BUDGETS[name]))
 
 
 def throughput(args: argparse.Namespace) -> None:
@@ -366,8 +352,8 @@ def throughput(args: argparse.Namespace) -> None:
     print_tables(results, setups[0].config.batch_size)
     for (name, threads), times in results.items():
         if name in BUDGETS:
-            budget = compare.StudyBudget.scaled(BUDGETS[name])
-            cells = len(VARIANTS) * len(compare.DATASETS) * 3
+            budget = study.StudyBudget.scaled(BUDGETS[name])
+            cells = len(VARIANTS) * len(study.DATASETS) * 3
             hours = ", ".join(f"{path} {study_hours(t['step'], budget):.2f} h"
                               for path, t in times.items())
             print(f"\nthe default study at --budget {BUDGETS[name]} ({cells} cells of "
