@@ -223,7 +223,8 @@ def loop_breakdown(setup: Setup, options: training.StepOptions,
     config, device = setup.config, "cuda" if clock.cuda else "cpu"
     dynvae = model_for(setup, conv_channels)
     module = training.DynamicsVAEModule(dynvae, setup.train_data, setup.val_data, config, options)
-    module.to(device).on_fit_start()  # what fit does before the first step
+    module._set_memory_format(torch.device(device))  # what fit's set-up does
+    module.to(device)
     sampler = training.StepBatchSampler(len(setup.train_data), config.batch_size, config.seed)
     batches = iter(training._loader(training._memoized(setup.train_data, options.cache_bytes),
                                     config.seed, batch_sampler=sampler))

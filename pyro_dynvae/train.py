@@ -563,8 +563,8 @@ class StepOptions:
     :param foreach: Adam's ``foreach`` (multi-tensor) implementation; ``None``: torch's default
         (the per-parameter loop on CPU, ``foreach`` on CUDA).
     :param str conv_kernels: the convolution kernels, see :func:`pyro_dynvae.nets.conv_kernels`.
-    :param bool channels_last: on CPU, store the convolution weights channels-last when training
-        starts (``dynvae.to(memory_format=torch.channels_last)``; values and parameter objects
+    :param bool channels_last: on CPU, store the convolution weights channels-last when the fit
+        is set up (``dynvae.to(memory_format=torch.channels_last)``; values and parameter objects
         unchanged), which lets oneDNN run the convolutions channels-last.
     """
 
@@ -575,7 +575,8 @@ class StepOptions:
 
     @classmethod
     def reference(cls) -> StepOptions:
-        """The step before issue 13: render every batch, torch's default Adam, plain layers."""
+        """The step before issue 13: render every batch, torch's default Adam, plain layers,
+        contiguous weights."""
         return cls(cache_bytes=0, foreach=None, conv_kernels="torch", channels_last=False)
 
 
@@ -646,8 +647,13 @@ class DynamicsVAEModule(pl.LightningModule):
     def val_dataloader(self) -> DataLoader:
         return _loader(self.val_data, self.config.seed, batch_size=self.config.batch_size)
 
-    def on_fit_start(self) -> None:
-        if self.step_options.channels_last and self.device.type == "cpu":
+    def setup(self, stage: str) -> None:
+        # before the strategy moves the module to its device and wraps it (DDP)
+        self._set_memory_format(self.trainer.strategy.root_device)
+
+    def _set_memory_format(self, device: torch.device) -> None:
+        """Channels-last convolution weights for a CPU step, if the step options say so."""
+        if self.step_options.channels_last and device.type == "cpu":
             self.dynvae.to(memory_format=torch.channels_last)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
