@@ -79,7 +79,7 @@ def study_config(budget: study.StudyBudget) -> training.TrainConfig:
 
 @dataclasses.dataclass
 class Setup:
-    """One configuration to time: its config, data and how many steps a full run takes."""
+    """One configuration to time: its name, its config (cut to the timed steps) and data."""
 
     name: str
     config: training.TrainConfig
@@ -88,6 +88,8 @@ class Setup:
 
 
 def make_setup(name: str, config: training.TrainConfig, device: str, steps: int) -> Setup:
+    """``config`` for ``WARMUP_STEPS + steps`` steps on ``device``, without periodic validation or
+    checkpoints, and its datasets."""
     config = dataclasses.replace(
         config, max_steps=WARMUP_STEPS + steps, val_every=0, checkpoint_every=10**6,
         accelerator="gpu" if device == "cuda" else "cpu", devices="1", num_val_sequences=16,
@@ -160,6 +162,7 @@ class Stopwatch:
 
 @contextlib.contextmanager
 def patched(target, name: str, value) -> Iterator[None]:
+    """``target.name = value`` inside the block, restored after."""
     original = target.__dict__[name]
     setattr(target, name, value)
     try:
@@ -199,6 +202,7 @@ def timed_components(dynvae: torch.nn.Module, watch: Stopwatch) -> Iterator[None
 
 
 def model_for(setup: Setup, conv_channels: Sequence[int] | None) -> torch.nn.Module:
+    """The setup's model (seeded), with other conv widths if ``conv_channels`` is given."""
     config = setup.config
     if conv_channels:
         overrides = dict(config.model_overrides, conv_channels=list(conv_channels))
@@ -325,12 +329,14 @@ BUDGETS = {"study": 1, "study-budget8": 8}
 
 
 def config_of(name: str) -> training.TrainConfig:
+    """The training configuration called ``name`` (a key of :data:`BUDGETS` or ``example``)."""
     if name == "example":  # examples/moving_mnist.py trains TrainConfig's defaults
         return training.TrainConfig()
     return study_config(study.StudyBudget.scaled(BUDGETS[name]))
 
 
 def throughput(args: argparse.Namespace) -> None:
+    """The throughput tables for ``args`` (see the module docstring)."""
     clock = Clock(args.device)
     paths = {name: (options, None) for name, options in PATHS.items()}
     if args.conv_channels:
