@@ -79,6 +79,10 @@ def inverse_softplus(value: float) -> float:
     return value + math.log(-math.expm1(-value))
 
 
+#: side of the broadcast decoder's first feature map
+BROADCAST_GRID = 8
+
+
 def _num_halvings(image_size: int) -> int:
     """Number of stride-2 layers that take ``image_size`` down to 4."""
     if image_size < 8 or image_size & (image_size - 1):
@@ -168,10 +172,22 @@ class ConvDecoder(nn.Module):
     ``Linear(latent_dim, 16 * w) -> (w, 4, 4)``, then ``ConvTranspose2d(4x4, stride 2, padding 1)``
     layers doubling the side up to ``S``; the last one outputs ``C`` channels without activation.
 
+    With ``broadcast`` the first stage is a spatial broadcast instead (Watters et al. 2019, "Spatial
+    Broadcast Decoder"; the coordinate channels of Liu et al. 2018, "An intriguing failing of
+    convolutional neural networks and the CoordConv solution"): the latents are tiled over an
+    ``8 x 8`` grid, two channels of the cells' coordinates in ``[-1, 1]`` are appended, and a
+    two-layer per-cell MLP (1x1 convolutions) gives the ``8 x 8`` feature map the transposed
+    convolutions refine. A fully connected first layer must learn one set of weights per place an
+    object can be; the broadcast computes every cell from ``(z, cell position)`` with shared
+    weights, so a latent can move an object by being compared with the coordinates, and what the
+    object looks like is drawn the same way everywhere.
+
     :param int image_size: side ``S`` of the square frames.
     :param int channels: image channels ``C``.
     :param int latent_dim: latent size ``n``.
     :param conv_channels: the encoder's widths; the decoder uses them in reverse order.
+    :param bool broadcast: start from the spatial broadcast (``S >= 16``) instead of a linear
+        layer.
     """
 
     def __init__(
@@ -180,22 +196,46 @@ class ConvDecoder(nn.Module):
         channels: int,
         latent_dim: int,
         conv_channels: Sequence[int] = (16, 32, 32, 64),
+        broadcast: bool = False,
     ):
         super().__init__()
         widths = _channel_plan(image_size, conv_channels)[::-1]
-        self.linear = nn.Linear(latent_dim, widths[0] * 16)
+        if broadcast:
+            if len(widths) < 2:
+                raise ValueError(f"a broadcast decoder needs image_size >= 16, got {image_size}")
+            widths = widths[:1] + widths[2:]  # one stage fewer: 8x8 up to S
+            grid = torch.linspace(-1.0, 1.0, BROADCAST_GRID)
+            coordinates = torch.stack(torch.meshgrid(grid, grid, indexing="xy"))
+            self.register_buffer("coordinates", coordinates)  # (2, g, g): x, y
+            self.start = nn.Sequential(
+                nn.Conv2d(latent_dim + 2, widths[0], 1),
+                nn.ELU(),
+                nn.Conv2d(widths[0], widths[0], 1),
+            )
+            self.start_side = BROADCAST_GRID
+        else:
+            self.start = nn.Linear(latent_dim, widths[0] * 16)
+            self.start_side = 4
         layers: list[nn.Module] = []
         for width_in, width_out in zip(widths, widths[1:] + [channels], strict=True):
             layers += [nn.ELU(), _ConvTranspose2d(width_in, width_out, 4, stride=2, padding=1)]
         self.deconvs = nn.Sequential(*layers)
+        self.broadcast = broadcast
         self.first_width = widths[0]
         self.frame_shape = (channels, image_size, image_size)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         """:param latents: ``(..., n)``. :returns: per-pixel outputs ``(..., C, S, S)``."""
         batch_shape = latents.shape[:-1]
-        hidden = self.linear(latents.reshape(-1, latents.shape[-1]))
-        output = self.deconvs(hidden.reshape(-1, self.first_width, 4, 4))
+        flat = latents.reshape(-1, latents.shape[-1])
+        side = self.start_side
+        if self.broadcast:
+            tiled = flat[:, :, None, None].expand(-1, -1, side, side)
+            grid = self.coordinates.to(flat.dtype).expand(flat.shape[0], -1, -1, -1)
+            hidden = self.start(torch.cat([tiled, grid], dim=1))
+        else:
+            hidden = self.start(flat).reshape(-1, self.first_width, side, side)
+        output = self.deconvs(hidden)
         return output.reshape(batch_shape + self.frame_shape)
 
 

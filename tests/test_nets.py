@@ -126,3 +126,23 @@ def test_inverse_softplus():
         assert softplus(torch.tensor(inverse_softplus(value))).item() == pytest.approx(value)
     with pytest.raises(ValueError):
         inverse_softplus(0.0)
+
+
+@pytest.mark.parametrize("image_size", [16, 32, 64])
+def test_broadcast_decoder_draws_every_cell_with_shared_weights(image_size):
+    torch.manual_seed(0)
+    decoder = ConvDecoder(image_size, 3, 5, conv_channels=(8, 16, 16, 32), broadcast=True)
+    latents = torch.randn(2, 4, 5, requires_grad=True)
+    output = decoder(latents)
+    assert output.shape == (2, 4, 3, image_size, image_size)
+    output.sum().backward()
+    assert latents.grad.abs().sum() > 0
+    # the first feature map is a per-cell function of (z, cell coordinates): the cell at
+    # coordinates (x, y) of one latent equals the MLP applied to (z, x, y)
+    z = torch.randn(1, 5)
+    grid = decoder.start(torch.cat([z[:, :, None, None].expand(-1, -1, 8, 8),
+                                    decoder.coordinates[None]], dim=1))
+    by_hand = decoder.start(torch.cat([z, torch.tensor([[-1.0, 1.0]])], dim=1)[:, :, None, None])
+    torch.testing.assert_close(grid[:, :, -1, 0], by_hand[:, :, 0, 0])
+    with pytest.raises(ValueError, match="broadcast decoder needs image_size >= 16"):
+        ConvDecoder(8, 1, 5, broadcast=True)

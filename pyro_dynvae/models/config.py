@@ -59,7 +59,7 @@ _CHOICES = {
     "penalty_schedule": ("constant", "linear", "geometric"),
     "guide": ("structured", "meanfield"),
     "likelihood": ("continuous_bernoulli", "bernoulli", "gaussian"),
-    "architecture": ("conv", "mlp"),
+    "architecture": ("conv", "broadcast", "mlp"),
 }
 _POSITIVE = (
     "image_size",
@@ -118,7 +118,9 @@ class DynamicsVAEConfig:
     so on nearly binary frames its loss is dominated by pushing background logits to the
     extremes.
 
-    Networks: ``architecture`` (``"conv"`` or ``"mlp"`` on flattened frames), ``conv_channels``,
+    Networks: ``architecture`` (``"conv"``; ``"broadcast"``, the conv encoder with a spatial
+    broadcast decoder, :class:`~pyro_dynvae.nets.ConvDecoder`; or ``"mlp"`` on flattened frames),
+    ``conv_channels``,
     ``feature_dim`` (conv features), ``encoder_hidden`` / ``decoder_hidden`` (MLP widths; ``()``
     gives an identity encoder / affine decoder), ``dynamics_hidden``.
     """

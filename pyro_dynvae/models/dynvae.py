@@ -104,9 +104,13 @@ class DynamicsModel(PyroModule):
         super().__init__()
         self.config, self.transitions = config, transitions
         frame_shape = (config.channels, config.image_size, config.image_size)
-        if config.architecture == "conv":
+        if config.architecture in ("conv", "broadcast"):
             self.decoder = ConvDecoder(
-                config.image_size, config.channels, config.latent_dim, config.conv_channels
+                config.image_size,
+                config.channels,
+                config.latent_dim,
+                config.conv_channels,
+                broadcast=config.architecture == "broadcast",
             )
         else:
             self.decoder = MLPDecoder(config.latent_dim, frame_shape, config.decoder_hidden)
@@ -194,7 +198,7 @@ class DynamicsGuide(PyroModule):
     def __init__(self, config: DynamicsVAEConfig, transitions: LatentDynamics):
         super().__init__()
         self.config, self.transitions = config, transitions
-        if config.architecture == "conv":
+        if config.architecture in ("conv", "broadcast"):
             self.encoder = ConvEncoder(
                 config.image_size, config.channels, config.conv_channels, config.feature_dim
             )
