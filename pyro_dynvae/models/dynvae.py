@@ -41,41 +41,15 @@ from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
 from pyro_dynvae.distributions import BlockTridiagMVN
-from pyro_dynvae.nets import (
-    ConvDecoder,
-    ConvEncoder,
-    DynamicsNet,
-    LocalPotentials,
-    MLPDecoder,
-    MLPEncoder,
-)
+from pyro_dynvae.nets import DynamicsNet, LocalPotentials
 
 from .config import VARIANTS, DynamicsVAEConfig
 from .dynamics import LatentDynamics, group_weights, initial_scales
+from .frames import add_observation_scale, frame_decoder, frame_encoder, frame_mean, observe_frames
+from .frames import check_frames as _check_frames
+from .frames import sequence_plate as _sequence_plate
 
 __all__ = ["DynamicsGuide", "DynamicsModel", "DynamicsVAE", "build_model"]
-
-
-def _check_frames(frames: torch.Tensor, config: DynamicsVAEConfig) -> tuple[int, int]:
-    """Validate ``frames`` against ``config``; return ``(B, T)``."""
-    if not torch.is_tensor(frames) or not frames.is_floating_point():
-        raise TypeError(f"frames must be a floating point torch.Tensor, got {type(frames)}")
-    expected = (config.channels, config.image_size, config.image_size)
-    if frames.dim() != 5 or tuple(frames.shape[2:]) != expected:
-        raise ValueError(
-            "frames must have shape (B, T, C, H, W) = (B, T, {}, {}, {}), got {}".format(
-                *expected, tuple(frames.shape)
-            )
-        )
-    if frames.shape[1] < 2:
-        raise ValueError(f"frames need at least 2 time steps, got T={frames.shape[1]}")
-    return frames.shape[0], frames.shape[1]
-
-
-def _sequence_plate(config: DynamicsVAEConfig, batch_size: int, device) -> pyro.plate:
-    """The plate over sequences: ``num_sequences`` subsampled to the ``batch_size`` given."""
-    size = config.num_sequences or batch_size
-    return pyro.plate("sequences", size, subsample=torch.arange(batch_size, device=device), dim=-1)
 
 
 def _initial_precision(config: DynamicsVAEConfig) -> float | torch.Tensor:
@@ -103,22 +77,8 @@ class DynamicsModel(PyroModule):
     def __init__(self, config: DynamicsVAEConfig, transitions: LatentDynamics):
         super().__init__()
         self.config, self.transitions = config, transitions
-        frame_shape = (config.channels, config.image_size, config.image_size)
-        if config.architecture in ("conv", "broadcast"):
-            self.decoder = ConvDecoder(
-                config.image_size,
-                config.channels,
-                config.latent_dim,
-                config.conv_channels,
-                broadcast=config.architecture == "broadcast",
-            )
-        else:
-            self.decoder = MLPDecoder(config.latent_dim, frame_shape, config.decoder_hidden)
-        scale = torch.tensor(float(config.observation_scale))
-        if config.learn_observation_scale:
-            self.observation_scale = PyroParam(scale, constraint=constraints.positive)
-        else:
-            self.register_buffer("observation_scale", scale)
+        self.decoder = frame_decoder(config)
+        add_observation_scale(self, config)
         groups = transitions.num_groups
         if config.has_prior_scales and config.scale_inference == "type2":
             self.scales = PyroParam(
@@ -178,14 +138,7 @@ class DynamicsModel(PyroModule):
             with poutine.scale(scale=config.kl_scale * self.transitions.kl_annealing):
                 latents = pyro.sample("z", self.transitions.prior(theta, num_frames, frames))
             output = self.decoder(self.transitions.positions(latents))
-            if config.likelihood == "continuous_bernoulli":
-                likelihood = dist.ContinuousBernoulli(logits=output)
-            elif config.likelihood == "bernoulli":
-                likelihood = dist.Bernoulli(logits=output)
-                frames = (frames > 0.5).to(frames.dtype)
-            else:
-                likelihood = dist.Normal(output, self.observation_scale.to(output))
-            pyro.sample("frames", likelihood.to_event(4), obs=frames)
+            observe_frames(config, output, frames, self.observation_scale)
 
 
 class DynamicsGuide(PyroModule):
@@ -198,13 +151,7 @@ class DynamicsGuide(PyroModule):
     def __init__(self, config: DynamicsVAEConfig, transitions: LatentDynamics):
         super().__init__()
         self.config, self.transitions = config, transitions
-        if config.architecture in ("conv", "broadcast"):
-            self.encoder = ConvEncoder(
-                config.image_size, config.channels, config.conv_channels, config.feature_dim
-            )
-        else:
-            frame_shape = (config.channels, config.image_size, config.image_size)
-            self.encoder = MLPEncoder(frame_shape, config.encoder_hidden)
+        self.encoder = frame_encoder(config)
         feature_dim = self.encoder.feature_dim
         self.potentials = LocalPotentials(
             feature_dim,
@@ -380,8 +327,7 @@ class DynamicsVAE(nn.Module):
         """Frames shown for latents ``(..., n)``: ``(..., C, H, W)``, the Gaussian mean, or the
         Bernoulli probabilities ``sigmoid(logits)`` (for the continuous Bernoulli, its shape
         parameter). Used by ``reconstruct``, ``forecast`` and latent traversals."""
-        output = self.model.decoder(latents)
-        return output if self.variant_config.likelihood == "gaussian" else output.sigmoid()
+        return frame_mean(self.variant_config, self.model.decoder(latents))
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
