@@ -44,6 +44,7 @@ from pyro_dynvae.distributions import BlockTridiagMVN
 from pyro_dynvae.nets import DynamicsNet, LocalPotentials
 
 from .config import VARIANTS, DynamicsVAEConfig
+from .dsvae import DSVAE, DSVAE_VARIANTS, build_dsvae
 from .dynamics import LatentDynamics, group_weights, initial_scales
 from .frames import add_observation_scale, frame_decoder, frame_encoder, frame_mean, observe_frames
 from .frames import check_frames as _check_frames
@@ -410,18 +411,29 @@ def build_model(
     latent_dim: int = 8,
     num_sequences: int | None = None,
     **overrides,
-) -> DynamicsVAE:
-    """Build a named variant of the dynamics VAE.
+) -> DynamicsVAE | DSVAE:
+    """Build a named variant of the dynamics VAE (or the DSVAE baseline).
 
-    :param str variant: a key of :data:`VARIANTS`.
+    :param str variant: a key of :data:`VARIANTS`, or of
+        :data:`~pyro_dynvae.models.dsvae.DSVAE_VARIANTS` (then see :func:`build_dsvae`).
     :param int image_size: frame side (``H = W``).
     :param int channels: frame channels.
     :param int latent_dim: ``n``.
     :param num_sequences: training set size, for minibatch scaling (None: the batch size).
     :param overrides: any other :class:`DynamicsVAEConfig` field.
     """
+    if variant in DSVAE_VARIANTS:
+        return build_dsvae(
+            variant,
+            image_size=image_size,
+            channels=channels,
+            latent_dim=latent_dim,
+            num_sequences=num_sequences,
+            **overrides,
+        )
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; known variants: {sorted(VARIANTS)}")
+        known = sorted([*VARIANTS, *DSVAE_VARIANTS])
+        raise ValueError(f"unknown variant {variant!r}; known variants: {known}")
     fields = {f.name for f in dataclasses.fields(DynamicsVAEConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
