@@ -20,7 +20,8 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from scipy import stats
 from test_models_svi import moving_bar_frames, train
 
-from pyro_dynvae.models import DSVAE, DSVAEConfig, build_model
+from pyro_dynvae.assessment import study
+from pyro_dynvae.models import DSVAE, MODEL_NAMES, DSVAEConfig, build_model
 from pyro_dynvae.train import TrainConfig, finish_run, fit, load_run, make_dataset, make_model
 
 TINY = dict(image_size=4, channels=1, latent_dim=4, architecture="mlp", rnn_hidden=8)
@@ -306,6 +307,22 @@ def test_trains_through_fit_and_load_run_rebuilds_it(tmp_path):
     assert math.isfinite(metrics["elbo"]) and "dynamics" not in metrics
     figures = {name.split("/")[-1] for name in metrics["figures"]}
     assert {"reconstructions.png", "forecasts.png", "traversals.png"} <= figures
+
+
+@pytest.mark.slow
+def test_the_study_trains_and_scores_dsvae(tmp_path):
+    assert "dsvae" in MODEL_NAMES
+    budget = study.StudyBudget(
+        max_steps=2, num_train_sequences=4, num_test_sequences=6, num_score_sequences=30,
+        num_frames=4, batch_size=2, latent_dim=4, forecast_horizon=1, intervention_batch_size=4,
+        intervention_num_train=10, intervention_num_eval=6, variance_estimate=20,
+    )
+    summary = study.run_study(tmp_path, datasets=["sprites"], variants=["dsvae"], seeds=[0],
+                              budget=budget, command="tiny", progress=False)
+    assert summary["trained"] == ["sprites/dsvae/seed0"] and not summary["failed"]
+    result = json.loads((tmp_path / "cells/sprites/dsvae/seed0/result.json").read_text())
+    assert result["status"] == "ok" and math.isfinite(result["scores"]["elbo"])
+    assert math.isnan(result["scores"]["eig_bimodality"])  # no eigenvalues: not applicable
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 
 from pyro_dynvae import metrics
 from pyro_dynvae import train as training
-from pyro_dynvae.models import VARIANTS
+from pyro_dynvae.models import MODEL_NAMES
 
 from . import scoring
 
@@ -520,7 +520,7 @@ def load_result(path: Path) -> dict[str, Any] | None:
 
 
 def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASETS),
-              variants: Sequence[str] = tuple(VARIANTS), seeds: Sequence[int] = (0, 1, 2),
+              variants: Sequence[str] = MODEL_NAMES, seeds: Sequence[int] = (0, 1, 2),
               budget: StudyBudget | None = None, command: str | None = None,
               retry_failed: bool = False, progress: bool = True,
               jobs: int = 1) -> dict[str, Any]:
@@ -530,7 +530,7 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
     :param out: output folder. A study there with a different budget is refused;
         ``study.json`` lists every invocation with its command and library versions.
     :param datasets: keys of :data:`DATASETS`.
-    :param variants: keys of :data:`pyro_dynvae.models.VARIANTS`.
+    :param variants: names of :data:`pyro_dynvae.models.MODEL_NAMES`.
     :param seeds: training seeds (3 or more for a meaningful std).
     :param StudyBudget budget: default :class:`StudyBudget` ``()``.
     :param str command: the command line, recorded in ``study.json`` and the table.
@@ -543,7 +543,7 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
     """
     budget = budget or StudyBudget()
     for name, chosen, known in (("datasets", datasets, DATASETS), ("variants", variants,
-                                                                    VARIANTS)):
+                                                                    MODEL_NAMES)):
         unknown = [item for item in chosen if item not in known]
         if unknown or not chosen:
             raise ValueError(f"{name} must be a non-empty list from {sorted(known)}, "
@@ -834,8 +834,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scale of steps, sequences and intervention sample sizes; 1 took 13 "
                         "minutes with --jobs 2 on 2 idle CPU cores (roughly twice that serially, "
                         "more on a busy machine) (default: %(default)s)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        metavar="VARIANT", help="variants to compare (default: all)")
+    parser.add_argument("--variants", nargs="+", default=list(MODEL_NAMES),
+                        choices=list(MODEL_NAMES), metavar="VARIANT",
+                        help="variants to compare (default: all)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
                         choices=list(DATASETS), metavar="DATASET",
                         help=f"datasets (default: all of {list(DATASETS)})")
