@@ -252,7 +252,7 @@ def test_latent_prior_is_the_dense_markov_chain(variant, velocity):
 # ----- the analytic-KL ELBO and the Monte Carlo ELBO estimate the same number -----
 
 
-@pytest.mark.parametrize("variant", ["hierarchical", "meanfield", "block_a", "full_a"])
+@pytest.mark.parametrize("variant", ["hierarchical", "meanfield", "block_a", "full_a", "dsvae"])
 def test_analytic_and_monte_carlo_elbo_agree(variant):
     torch.manual_seed(0)
     dynvae = build_model(

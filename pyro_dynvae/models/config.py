@@ -45,9 +45,10 @@ Which ELBO terms are analytic and which are Monte Carlo is a function of the con
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from .options import FRAME_CHOICES, FRAME_POSITIVE, FRAME_TUPLES, check_options, options_dict
 
 __all__ = ["DynamicsVAEConfig", "VARIANTS"]
 
@@ -58,23 +59,17 @@ _CHOICES = {
     "scale_inference": ("variational", "type2", "fixed"),
     "penalty_schedule": ("constant", "linear", "geometric"),
     "guide": ("structured", "meanfield"),
-    "likelihood": ("continuous_bernoulli", "bernoulli", "gaussian"),
-    "architecture": ("conv", "broadcast", "mlp"),
+    **FRAME_CHOICES,
 }
 _POSITIVE = (
-    "image_size",
-    "channels",
-    "latent_dim",
+    *FRAME_POSITIVE,
     "prior_scale",
     "penalty_ratio",
     "block_basis_log_cond",
     "slowness_rate",
     "precision_floor",
-    "observation_scale",
-    "feature_dim",
     "dynamics_hidden",
 )
-_TUPLES = ("conv_channels", "encoder_hidden", "decoder_hidden")
 
 
 @dataclass(frozen=True)
@@ -159,8 +154,7 @@ class DynamicsVAEConfig:
     dynamics_hidden: int = 64
 
     def __post_init__(self):
-        for name in _TUPLES:
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        check_options(self, choices=_CHOICES, positive=_POSITIVE, tuples=FRAME_TUPLES)
         scale_range = self.transition_scale
         if isinstance(scale_range, (int, float)):
             scale_range = (scale_range, scale_range)
@@ -171,16 +165,8 @@ class DynamicsVAEConfig:
                 f"0 < lowest <= highest, got {self.transition_scale!r}"
             )
         object.__setattr__(self, "transition_scale", scale_range)
-        for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in _POSITIVE:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.penalty_weight < 0 or self.kl_scale < 0:
             raise ValueError("penalty_weight and kl_scale must be >= 0")
-        if self.num_sequences is not None and self.num_sequences <= 0:
-            raise ValueError(f"num_sequences must be positive or None, got {self.num_sequences}")
         if self.dynamics == "block" and self.latent_dim % 2:
             raise ValueError(f"block dynamics need an even latent_dim, got {self.latent_dim}")
         if self.eigenvalue_bound is not None and not self.eigenvalue_bound > 0:
@@ -238,10 +224,7 @@ class DynamicsVAEConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict; ``build_model(**config.to_dict())`` rebuilds the model."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in dataclasses.asdict(self).items()
-        }
+        return options_dict(self)
 
 
 def _variant(name: str, **fields: Any) -> DynamicsVAEConfig:

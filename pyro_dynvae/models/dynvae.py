@@ -29,8 +29,6 @@ so the guide family contains the exact posterior (checked in the tests).
 
 from __future__ import annotations
 
-import dataclasses
-
 import pyro
 import pyro.distributions as dist
 import torch
@@ -49,6 +47,7 @@ from .dynamics import LatentDynamics, group_weights, initial_scales
 from .frames import add_observation_scale, frame_decoder, frame_encoder, frame_mean, observe_frames
 from .frames import check_frames as _check_frames
 from .frames import sequence_plate as _sequence_plate
+from .options import replace_options
 
 __all__ = ["DynamicsGuide", "DynamicsModel", "DynamicsVAE", "build_model"]
 
@@ -434,12 +433,9 @@ def build_model(
     if variant not in VARIANTS:
         known = sorted([*VARIANTS, *DSVAE_VARIANTS])
         raise ValueError(f"unknown variant {variant!r}; known variants: {known}")
-    fields = {f.name for f in dataclasses.fields(DynamicsVAEConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise TypeError(f"unknown option(s) {unknown} for build_model; valid: {sorted(fields)}")
-    config = dataclasses.replace(
+    config = replace_options(
         VARIANTS[variant],
+        "build_model",
         image_size=image_size,
         channels=channels,
         latent_dim=latent_dim,

@@ -94,10 +94,15 @@ def add_observation_scale(module: PyroModule, config: Any) -> None:
 def observe_frames(
     config: Any, output: torch.Tensor, frames: torch.Tensor, observation_scale: torch.Tensor
 ) -> None:
-    """The site ``"frames"``: ``frames`` ``(B, T, C, H, W)`` observed given the decoder's
-    ``output`` ``(..., B, T, C, H, W)`` under ``config.likelihood``: ``ContinuousBernoulli`` or
-    ``Bernoulli`` (on frames binarised at 0.5) with logits ``output``, or ``Normal(output,
-    observation_scale)``."""
+    """The site ``"frames"``: the frames observed under ``config.likelihood`` given the
+    decoder's output: ``ContinuousBernoulli`` or ``Bernoulli`` (on frames binarised at 0.5)
+    with logits ``output``, or ``Normal(output, observation_scale)``.
+
+    :param config: the model's configuration.
+    :param torch.Tensor output: the decoder's output ``(..., B, T, C, H, W)``.
+    :param torch.Tensor frames: ``(B, T, C, H, W)``.
+    :param torch.Tensor observation_scale: the Gaussian's standard deviation (scalar).
+    """
     if config.likelihood == "continuous_bernoulli":
         likelihood = dist.ContinuousBernoulli(logits=output)
     elif config.likelihood == "bernoulli":
