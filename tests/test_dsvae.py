@@ -36,8 +36,8 @@ def module_local_params():
 
 def test_shapes_of_every_method():
     torch.manual_seed(0)
-    dsvae = build_model("dsvae", likelihood="bernoulli", **TINY)
-    assert isinstance(dsvae, DSVAE) and dsvae.variant_config.static_dim == 2  # half by default
+    dsvae = build_model("dsvae", likelihood="bernoulli", static_dim=2, **TINY)
+    assert isinstance(dsvae, DSVAE)
     frames = torch.rand(3, 5, 1, 4, 4)
     summary = dsvae.encode(frames)
     assert summary["z_mean"].shape == summary["z_variance"].shape == (3, 5, 4)
@@ -173,7 +173,7 @@ def test_recurrent_prior_samples_have_its_conditionals():
     # ancestral samples, standardised by the teacher-forced conditionals of their own past,
     # are independent N(0, 1) draws: mean 0, variance 1, no correlation between steps
     torch.manual_seed(0)
-    dsvae = build_model("dsvae", **TINY)
+    dsvae = build_model("dsvae", static_dim=2, **TINY)
     prior = dsvae.model.prior
     with torch.no_grad():
         for param in prior.parameters():  # a prior far from N(0, 1)
@@ -225,8 +225,9 @@ def test_build_model_round_trips_through_its_config():
     rebuilt.load_state_dict(dsvae.state_dict())
     frames = torch.rand(2, 3, 1, 4, 4)
     assert torch.equal(rebuilt.encode(frames)["z_mean"], dsvae.encode(frames)["z_mean"])
-    # static_dim is half of the latent_dim asked for, not of the registry's default
-    assert build_model("dsvae", **{**TINY, "latent_dim": 7}).config["static_dim"] == 3
+    # by default z gets a quarter of the latent_dim asked for (not of the registry's default)
+    assert build_model("dsvae", **{**TINY, "latent_dim": 7}).config["static_dim"] == 6
+    assert build_model("dsvae", **{**TINY, "latent_dim": 16}).config["static_dim"] == 12
 
 
 def swap_static(dsvae, codes, receivers, donors):

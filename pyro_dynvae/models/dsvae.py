@@ -104,14 +104,16 @@ class DSVAEConfig:
     Data: ``image_size``, ``channels``, ``num_sequences`` as for
     :class:`~pyro_dynvae.models.DynamicsVAEConfig`. Codes: ``latent_dim`` (``D``, the size of
     the per-frame code ``[f, z_t]`` that the decoder reads, the same total as the other
-    variants') splits into ``static_dim`` (``d_f``, the size of ``f``; None: ``D // 2``) and
-    ``D - static_dim`` (``d_z``); both parts need at least one latent, so ``D >= 2``. Nothing
+    variants') splits into ``static_dim`` (``d_f``, the size of ``f``; None:
+    ``D - max(1, D // 4)``, a quarter of the code for ``z``) and ``D - static_dim`` (``d_z``);
+    both parts need at least one latent, so ``D >= 2``. Nothing
     in the ELBO keeps static information out of ``z``: once the LSTM prior predicts it, a level
     stored in ``z_t`` costs about what it costs in ``f``. What keeps it in ``f`` is a ``z`` too
     small to hold it as well (the paper's models have a ``z`` much smaller than ``f``). Measured
     on the tests' 4x4 moving-bar videos (``D = 4``, 300 steps): with ``d_z = 2`` the static
     level went to ``z`` as well as ``f`` and swapping ``f`` left it where it was (seeds 0, 1);
-    with ``d_z = 1`` swapping ``f`` moved it (seeds 0, 1, 2).
+    with ``d_z = 1`` swapping ``f`` moved it (seeds 0, 1, 2). Hence the default gives ``z`` a
+    quarter of the code.
 
     Networks: ``architecture``, ``conv_channels``, ``feature_dim``, ``encoder_hidden``,
     ``decoder_hidden`` as for the other variants (the same frame networks); ``rnn_hidden``, the
@@ -149,7 +151,9 @@ class DSVAEConfig:
                 "latent_dim must be >= 2 (one static and one dynamic latent), got "
                 f"{self.latent_dim}"
             )
-        static_dim = self.latent_dim // 2 if self.static_dim is None else self.static_dim
+        static_dim = self.static_dim
+        if static_dim is None:
+            static_dim = self.latent_dim - max(1, self.latent_dim // 4)
         if isinstance(static_dim, bool) or not isinstance(static_dim, int):
             raise TypeError(f"static_dim must be an int or None, got {self.static_dim!r}")
         if not 1 <= static_dim < self.latent_dim:
@@ -505,7 +509,7 @@ def build_dsvae(
     """
     if variant not in DSVAE_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {sorted(DSVAE_VARIANTS)}")
-    overrides.setdefault("static_dim", None)  # None: half of this latent_dim, not the default's
+    overrides.setdefault("static_dim", None)  # None: from this latent_dim, not the default's
     config = replace_options(
         DSVAE_VARIANTS[variant],
         f"build_model({variant!r})",
