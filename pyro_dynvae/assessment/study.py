@@ -70,6 +70,7 @@ from pyro_dynvae import train as training
 from pyro_dynvae.models import VARIANTS
 
 from . import scoring
+from .encoding import encode_sequences
 
 #: dataset name -> (image size, dataset keyword arguments). Sprites over a slowly drifting
 #: background (its brightness is the last factor); one MNIST digit on a 32x32 canvas (the conv
@@ -284,27 +285,6 @@ def train_config(dataset: str, variant: str, seed: int,
         accelerator="auto",
         devices="1",
     )
-
-
-@torch.no_grad()
-def encode_sequences(dynvae: torch.nn.Module, frames: torch.Tensor,
-                     chunk: int = 64) -> dict[str, np.ndarray]:
-    """``encode`` in chunks of sequences: ``z_mean`` ``(B, T, n)`` and, where the model
-    has them, ``eigenvalues`` ``(B, T-1, n)`` and ``prior_scales`` ``(G,)``."""
-    device = next(dynvae.parameters()).device
-    pieces: dict[str, list[np.ndarray]] = {"z_mean": [], "eigenvalues": []}
-    prior_scales = None
-    for start in range(0, frames.shape[0], chunk):
-        summary = dynvae.encode(frames[start : start + chunk].to(device))
-        for key in pieces:
-            if key in summary:
-                pieces[key].append(summary[key].cpu().numpy())
-        if "prior_scales" in summary:
-            prior_scales = summary["prior_scales"].cpu().numpy()
-    result = {key: np.concatenate(values) for key, values in pieces.items() if values}
-    if prior_scales is not None:
-        result["prior_scales"] = prior_scales
-    return result
 
 
 class FrameRepresentation:
