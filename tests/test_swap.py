@@ -11,7 +11,11 @@ from oracles import RendererModel
 
 from pyro_dynvae.assessment.background import object_background_test
 from pyro_dynvae.assessment.judge import Judge, JudgeAccuracyError
-from pyro_dynvae.assessment.protocol import assess_static_dynamic, static_dynamic_report
+from pyro_dynvae.assessment.protocol import (
+    assess_static_dynamic,
+    protocol_judge,
+    static_dynamic_report,
+)
 from pyro_dynvae.assessment.split import LatentSplit
 from pyro_dynvae.assessment.swap import class_scores, replace_latents
 from pyro_dynvae.data import DynamicSprites
@@ -171,9 +175,11 @@ def test_a_judge_below_the_required_accuracy_is_refused(judge, data, tmp_path):
                                "shape": {"kind": "categorical", "accuracy": 0.8, "chance": 0.5}}}
     with pytest.raises(JudgeAccuracyError, match="shape accuracy 0.800 < 0.95"):
         assess_static_dynamic(RendererModel(*data), data[0], weak)
-    report = static_dynamic_report(RendererModel(*data), data[0], cache_dir=tmp_path,
-                                   judge_options={"steps": 1, "batch_size": 4,
-                                                  "num_held_out": 16, "factors": FACTORS})
+    assert static_dynamic_report(RendererModel(*data), data[0], weak)["judge"]["shape"][
+        "accuracy"] == 0.8
+    untrained = protocol_judge(judge.dataset, data[0], cache_dir=tmp_path, steps=1,
+                               batch_size=4, num_held_out=16, factors=FACTORS)
+    report = static_dynamic_report(RendererModel(*data), data[0], untrained)
     assert "below the required accuracy" in report["refused"] and "shape" in report["judge"]
     assert list(tmp_path.glob("judge-*.pt"))
 

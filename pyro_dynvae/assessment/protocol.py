@@ -56,7 +56,7 @@ MIN_ACCURACY = 0.95
 #: least held-out R^2 of the judge on every continuous or periodic factor
 MIN_R2 = 0.9
 
-#: where :func:`static_dynamic_report` caches judges unless told otherwise
+#: where :func:`protocol_judge` caches judges unless told otherwise
 JUDGE_CACHE_ENV = "PYRO_DYNVAE_JUDGE_CACHE"
 DEFAULT_JUDGE_CACHE = Path("~/.cache/pyro_dynvae/judges")
 
@@ -227,29 +227,31 @@ def assess_static_dynamic(model: Any, dataset: FactorDataset, judge: Judge, *,
     return without_nan(result)
 
 
-def static_dynamic_report(model: Any, dataset: FactorDataset, *,
-                          judge_data: FactorDataset | None = None,
-                          cache_dir: str | os.PathLike | None = None,
-                          judge_options: Mapping[str, Any] | None = None,
-                          **options: Any) -> dict[str, Any]:
-    """:func:`assess_static_dynamic` with the dataset's judge loaded from (or trained into) a
-    cache, for ``metrics.json`` and the study: a refused judge gives
-    ``{"refused": message, "judge": its held-out report}`` instead of an exception.
+def protocol_judge(judge_data: FactorDataset, held_out: FactorDataset | None = None, *,
+                   cache_dir: str | os.PathLike | None = None, **options: Any) -> Judge:
+    """The judge of a dataset's frames, loaded from a cache or trained into it once
+    (:func:`~.judge.load_or_train_judge`).
 
-    :param model: as :func:`assess_static_dynamic`.
-    :param FactorDataset dataset: held-out sequences (also the judge's held-out rows).
-    :param FactorDataset judge_data: the judge's training distribution (default ``dataset``;
-        e.g. the training split, whose digits differ from the held-out ones).
-    :param cache_dir: the judge cache (default ``$PYRO_DYNVAE_JUDGE_CACHE`` or
+    :param FactorDataset judge_data: its training distribution (e.g. the training split).
+    :param FactorDataset held_out: the rows of its held-out report (e.g. the held-out split,
+        whose digits the training split does not show); default ``judge_data``.
+    :param cache_dir: the cache (default ``$PYRO_DYNVAE_JUDGE_CACHE``, else
         ``~/.cache/pyro_dynvae/judges``).
-    :param dict judge_options: keywords of :meth:`.judge.Judge.train` (``steps``...) and its
-        ``seed``.
-    :param options: keywords of :func:`assess_static_dynamic`.
+    :param options: ``seed`` and the keywords of :meth:`.judge.Judge.train` (``steps``...).
     """
     if cache_dir is None:
         cache_dir = os.environ.get(JUDGE_CACHE_ENV) or DEFAULT_JUDGE_CACHE.expanduser()
-    judge = load_or_train_judge(dataset if judge_data is None else judge_data, cache_dir,
-                                held_out=dataset, **dict(judge_options or {}))
+    return load_or_train_judge(judge_data, cache_dir, held_out=held_out, **options)
+
+
+def static_dynamic_report(model: Any, dataset: FactorDataset, judge: Judge,
+                          **options: Any) -> dict[str, Any]:
+    """:func:`assess_static_dynamic`, or ``{"refused": message, "judge": its held-out report}``
+    when the protocol refuses the judge (for ``metrics.json`` and the study, which record the
+    refusal rather than stop).
+
+    :param options: keywords of :func:`assess_static_dynamic`.
+    """
     try:
         return assess_static_dynamic(model, dataset, judge, **options)
     except JudgeAccuracyError as error:
