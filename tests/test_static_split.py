@@ -26,9 +26,9 @@ def hand_built(latent_dim, velocity, **scales):
     return model
 
 
-def dense_share(lambdas, q, sigma_v=0.0, r=0.0):
+def dense_share(lambdas, q, sigma_v=0.0, r=0.0, sigma_0=1.0):
     """Within-sequence share of one latent from its dense T x T covariance, built by scalar
-    loops over the sources of ``z_0 ~ N(0, 1)``, ``v_0 ~ N(0, sigma_v^2)``,
+    loops over the sources of ``z_0 ~ N(0, sigma_0^2)``, ``v_0 ~ N(0, sigma_v^2)``,
     ``z_t = lambda_t z_{t-1} + v_{t-1} + q w_t``, ``v_t = v_{t-1} + r u_t``, summed over
     sequences (rows of ``lambdas``)."""
     within = total = 0.0
@@ -36,7 +36,7 @@ def dense_share(lambdas, q, sigma_v=0.0, r=0.0):
         num_frames = len(sequence) + 1
         sources = 2 * num_frames
         z_load, v_load = np.zeros(sources), np.zeros(sources)
-        z_load[0], v_load[1] = 1.0, sigma_v
+        z_load[0], v_load[1] = sigma_0, sigma_v
         rows = [z_load.copy()]
         for t, lam in enumerate(sequence, start=1):
             z_load, v_load = lam * z_load + v_load, v_load.copy()
@@ -75,6 +75,12 @@ def test_prior_share_matches_dense_covariance_with_velocity():
     share = prior_within_share(model.guide.transitions, theta, chunk=1)
     expected = [dense_share(theta[..., i], *(scales[k][i] for k in scales)) for i in range(3)]
     np.testing.assert_allclose(share, expected, rtol=1e-4, atol=1e-9)
+    # started from a wider spread of sequences, the same motion is a smaller share
+    initial = [3.0, 0.5, 2.0]
+    share = prior_within_share(model.guide.transitions, theta, initial)
+    expected = [dense_share(theta[..., i], *(scales[k][i] for k in scales), initial[i])
+                for i in range(3)]
+    np.testing.assert_allclose(share, expected, rtol=1e-4, atol=1e-9)
 
 
 # ----- the split of a hand-built model with known noise scales -----------------------------
@@ -106,10 +112,11 @@ def test_a_trained_models_encode_feeds_the_prior_rule():
     encoded = model.encode(torch.rand(3, 5, 1, 16, 16))
     encoded = {key: value.numpy() for key, value in encoded.items()}
     split = static_dynamic_split(model, encoded)
-    share = prior_within_share(model.guide.transitions, encoded["dynamics"])
+    initial = encoded["z_mean"][:, 0].std(axis=0)
+    share = prior_within_share(model.guide.transitions, encoded["dynamics"], initial)
     assert split.rule == "prior_share" and split.share == pytest.approx(list(share))
-    # the initial scales spread from 0.01 (latent 0: nearly static) to 1
-    assert split.share[0] < STATIC_THRESHOLD < split.share[-1]
+    assert split.details["initial_scale"] == pytest.approx(list(initial))
+    assert all(0 <= value <= 1 for value in split.share)
 
 
 # ----- the posterior share and the rule of each kind of model ------------------------------
@@ -164,6 +171,8 @@ def test_bad_arguments():
         posterior_within_share(np.zeros((3, 1, 2)))
     with pytest.raises(ValueError, match=r"theta must have shape \(S, T-1, d\)"):
         prior_within_share(model.guide.transitions, np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"initial_scale must be \(2,\) non-negative"):
+        prior_within_share(model.guide.transitions, np.ones((1, 3, 2)), [1.0, -1.0])
     with pytest.raises(ValueError, match="2 transition parameters"):
         prior_within_share(model.guide.transitions, np.ones((1, 3, 5)))
     with pytest.raises(ValueError, match="no learned noise scales"):

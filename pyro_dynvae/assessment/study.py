@@ -21,7 +21,11 @@ ground-truth factors:
   eigenvalue deviations ``mean |lambda - 1|`` (Sarle's coefficient, Otsu separation), the
   overlap of the latents carrying the object and those carrying the background (datasets with
   a background factor), and the forecast error against repeating the last frame
-  (:func:`pyro_dynvae.train.evaluate`).
+  (:func:`pyro_dynvae.train.evaluate`);
+- the static/dynamic protocol (:func:`pyro_dynvae.assessment.protocol.assess_static_dynamic`)
+  on ``protocol_pairs`` pairs of the scored sequences, read by the dataset's judge, trained
+  once per study into ``out/judges`` (:func:`study_judge`): the swap, the prior-sample tests,
+  the split's agreement with the truth and the object/background swap, the headline table.
 
 Each cell writes ``cells/<dataset>/<variant>/seed<seed>/result.json`` atomically once it is
 done, so an interrupted study resumes where it stopped: finished cells are skipped, and a cell
@@ -73,7 +77,8 @@ from . import scoring
 from .background import BACKGROUND_FACTORS
 from .encoding import encode_sequences
 from .judge import Judge
-from .protocol import protocol_judge, static_dynamic_report
+from .protocol import MIN_ACCURACY, MIN_R2, protocol_judge, static_dynamic_report
+from .split import STATIC_THRESHOLD
 
 #: dataset name -> (image size, dataset keyword arguments). Sprites over a slowly drifting
 #: background (its brightness is the last factor); one MNIST digit on a 32x32 canvas (the conv
@@ -738,9 +743,10 @@ def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
         f"{min(budget.protocol_pairs, budget.num_score_sequences // 2)} pairs (a, b) of the "
         "scored sequences, read by each dataset's judge (a supervised network trained on "
         f"{budget.judge_steps} batches of frames rendered from sampled factors; refused, n/a, "
-        "below accuracy 0.95 on any class or R^2 0.9 on any continuous factor): the model's "
-        "latents split into static and dynamic from its own dynamics (the prior's expected "
-        "within-sequence share of each latent's variance below 0.01; the posterior means' "
+        f"below accuracy {MIN_ACCURACY} on any class or R^2 {MIN_R2} on any continuous "
+        "factor): the model's latents split into static and dynamic from its own dynamics (the "
+        "prior's expected within-sequence share of each latent's variance below "
+        f"{STATIC_THRESHOLD}; the posterior means' "
         "share for models without learned dynamics); swap: a's codes with b's static latents "
         "(b's sequence mean), decoded; static: the judge reads b's static factors, dynamic: "
         "a's dynamic ones; prior: a's static (dynamic) latents kept, the others drawn from "
