@@ -8,7 +8,7 @@ Each ``plot_*`` function takes tensors, writes one PNG and returns its path;
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -132,6 +132,35 @@ def plot_forecasts(
         rows.append((f"truth {b}", seen + list(future[b])))
         rows.append((f"forecast {b}", [None] * len(seen) + list(forecast[b])))
     return plot_frame_grid(rows, path, "forecasts (left: observed, right: future)")
+
+
+def plot_swaps(
+    frames_a: torch.Tensor,
+    frames_b: torch.Tensor,
+    generated: Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    title: str = "swaps",
+    max_pairs: int = 4,
+    max_frames: int = 10,
+) -> Path:
+    """
+    Per pair: the source ``a``, the donor ``b`` and each generated sequence (e.g. ``a``'s
+    dynamics with ``b``'s static latents), one row each.
+
+    :param torch.Tensor frames_a: sources ``(P, T, C, H, W)`` in [0, 1].
+    :param torch.Tensor frames_b: donors, same shape.
+    :param generated: row label -> sequences of the same shape.
+    """
+    _check_frames("frames_a", frames_a, 5)
+    _check_same_shape("frames_b", frames_b, "frames_a", frames_a)
+    for label, frames in generated.items():
+        _check_same_shape(f"generated[{label!r}]", frames, "frames_a", frames_a)
+    rows = []
+    for p in range(min(max_pairs, frames_a.shape[0])):
+        rows.append((f"a {p}", frames_a[p, :max_frames]))
+        rows.append((f"b {p}", frames_b[p, :max_frames]))
+        rows += [(f"{label} {p}", frames[p, :max_frames]) for label, frames in generated.items()]
+    return plot_frame_grid(rows, path, title)
 
 
 def plot_eigenvalue_histograms(

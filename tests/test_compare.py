@@ -17,7 +17,7 @@ TINY = compare.StudyBudget(
     max_steps=2, num_train_sequences=4, num_test_sequences=6, num_score_sequences=30,
     num_frames=4, batch_size=2,
     latent_dim=4, forecast_horizon=1, intervention_batch_size=4, intervention_num_train=10,
-    intervention_num_eval=6, variance_estimate=20,
+    intervention_num_eval=6, variance_estimate=20, judge_steps=2, protocol_pairs=4,
 )
 VARIANTS = ["hierarchical", "vae"]
 
@@ -75,7 +75,14 @@ def test_tiny_study_writes_table_figures_and_cells(study):
     by_variant = {row["variant"]: row for row in rows}
     assert 0 <= float(by_variant["hierarchical"]["eig_separation_mean"]) <= 1
     assert math.isnan(float(by_variant["vae"]["eig_separation_mean"]))
+    # the protocol refuses the 2-step judge, trained once for the dataset, and says why
+    assert len(list((out / "judges").glob("judge-*.pt"))) == 1
+    cell = json.loads((out / "cells/sprites/vae/seed0/result.json").read_text())
+    assert "below the required accuracy" in cell["scores"]["static_dynamic"]["refused"]
+    assert math.isnan(float(rows[0]["swap_static_accuracy_mean"]))
     markdown = (out / "table.md").read_text()
+    assert "Static/dynamic protocol (judge's accuracy" in markdown
+    assert "the protocol refused the judge in 2 of 2 cells" in markdown
     assert "Command: `tiny`" in markdown and "NON-STANDARD" in markdown
     assert "| hierarchical | 1/1 |" in markdown and "| vae | 1/1 |" in markdown
     assert "scikit-learn" in markdown and "torch" in markdown
@@ -168,6 +175,17 @@ def test_aggregate_mean_and_sample_std_over_finished_seeds():
     assert compare._format(math.nan, math.nan) == "n/a"
 
 
+def test_protocol_table_shows_each_score_beside_its_chance_level():
+    results = [make_result("vae", seed, swap_static_accuracy=value, swap_static_chance=0.25,
+                           split_agreement=0.5, split_agreement_chance=0.5)
+               for seed, value in enumerate([0.3, 0.5])]
+    rows = compare.aggregate(results, ["sprites"], ["vae"])
+    lines = compare._protocol_table(rows)
+    assert lines[3].startswith("| variant | swap: static | swap: dynamic |")
+    assert lines[-1].startswith("| vae | 0.400 ± 0.141 (0.25) | n/a | n/a | n/a | "
+                                "0.500 ± 0.000 (0.50) |")
+
+
 def test_scaled_budget():
     assert compare.StudyBudget.scaled(1.0) == compare.StudyBudget()
     big = compare.StudyBudget.scaled(100.0)
@@ -207,7 +225,8 @@ def test_bad_budget_is_rejected():
 @pytest.mark.slow
 def test_command_line_runs_both_datasets_in_parallel_jobs(tmp_path):
     assert compare.main(["--out", str(tmp_path), "--budget", "0.02", "--variants", "slowvae",
-                         "--seeds", "0", "--no-progress", "--jobs", "2"]) == 0
+                         "--seeds", "0", "--no-progress", "--jobs", "2",
+                         "--judge-steps", "2"]) == 0
     rows = read_rows(tmp_path)
     assert [(row["dataset"], row["num_ok"]) for row in rows] == [("sprites", "1"),
                                                                 ("moving_mnist", "1")]

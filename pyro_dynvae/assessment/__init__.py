@@ -6,6 +6,12 @@ factors, the study datasets and supervised ceilings, and the variant study.
   predictor (:mod:`~pyro_dynvae.assessment.predictors`) fitted on some sequences and tested on
   others;
 - :mod:`~pyro_dynvae.assessment.probes`: per-factor linear and nonlinear probes;
+- :mod:`~pyro_dynvae.assessment.judge`: a supervised reader of every factor of a frame;
+- :mod:`~pyro_dynvae.assessment.protocol`: the static/dynamic protocol, read by a judge: the
+  split from the model's own dynamics (:mod:`~pyro_dynvae.assessment.split`), its agreement
+  with the truth (:mod:`~pyro_dynvae.assessment.agreement`), the swap and prior-sample tests
+  (:mod:`~pyro_dynvae.assessment.swap`) and object vs background
+  (:mod:`~pyro_dynvae.assessment.background`);
 - :mod:`~pyro_dynvae.assessment.study`: the variant comparison study.
 
 Submodules are imported on demand (``from pyro_dynvae.assessment import scoring``): the study

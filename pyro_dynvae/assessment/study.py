@@ -21,7 +21,11 @@ ground-truth factors:
   eigenvalue deviations ``mean |lambda - 1|`` (Sarle's coefficient, Otsu separation), the
   overlap of the latents carrying the object and those carrying the background (datasets with
   a background factor), and the forecast error against repeating the last frame
-  (:func:`pyro_dynvae.train.evaluate`).
+  (:func:`pyro_dynvae.train.evaluate`);
+- the static/dynamic protocol (:func:`pyro_dynvae.assessment.protocol.assess_static_dynamic`)
+  on ``protocol_pairs`` pairs of the scored sequences, read by the dataset's judge, trained
+  once per study into ``out/judges`` (:func:`study_judge`): the swap, the prior-sample tests,
+  the split's agreement with the truth and the object/background swap, the headline table.
 
 Each cell writes ``cells/<dataset>/<variant>/seed<seed>/result.json`` atomically once it is
 done, so an interrupted study resumes where it stopped: finished cells are skipped, and a cell
@@ -70,6 +74,11 @@ from pyro_dynvae import train as training
 from pyro_dynvae.models import MODEL_NAMES
 
 from . import scoring
+from .background import BACKGROUND_FACTORS
+from .encoding import encode_sequences
+from .judge import Judge
+from .protocol import MIN_ACCURACY, MIN_R2, protocol_judge, static_dynamic_report
+from .split import STATIC_THRESHOLD
 
 #: dataset name -> (image size, dataset keyword arguments). Sprites over a slowly drifting
 #: background (its brightness is the last factor); one MNIST digit on a 32x32 canvas (the conv
@@ -82,9 +91,6 @@ DATASETS: dict[str, dict[str, Any]] = {
 #: Model options shared by every variant: a Gaussian likelihood keeps the faint background
 #: (a Bernoulli likelihood binarises frames at 0.5 and would erase it).
 MODEL_OVERRIDES = {"likelihood": "gaussian"}
-
-#: Factor names that describe the background rather than the object.
-BACKGROUND_FACTORS = ("background",)
 
 #: disentanglement_lib's 10,000 + 5,000 points as sequences of one frame: the ceiling of the
 #: scaled scoring set
@@ -115,6 +121,21 @@ COLUMNS = {
     "overlap": "obj/bg overlap",
 }
 
+#: the static/dynamic protocol's headline columns (:func:`~.protocol.assess_static_dynamic`'s
+#: summary): key -> column title; each accuracy ``<name>_accuracy`` has its ``<name>_chance``
+PROTOCOL_COLUMNS = {
+    "swap_static_accuracy": "swap: static",
+    "swap_dynamic_accuracy": "swap: dynamic",
+    "prior_static_kept_accuracy": "prior: static kept",
+    "prior_dynamic_kept_accuracy": "prior: dynamic kept",
+    "split_agreement": "split vs truth",
+    "background_follows_accuracy": "bg swap: bg follows",
+    "object_kept_accuracy": "bg swap: object kept",
+}
+
+#: the chance level of each protocol column
+PROTOCOL_CHANCE = {key: key.removesuffix("_accuracy") + "_chance" for key in PROTOCOL_COLUMNS}
+
 #: the metrics drawn as bars
 BAR_METRICS = ("mig", "dci_disentanglement", "sap", "modularity", "mcc", "beta_vae",
                "factor_vae", "forecast_vs_best_baseline", "overlap")
@@ -144,6 +165,11 @@ class StudyBudget:
     :param str dci_predictor: ``"random_forest"`` (fast, non-standard) or
         ``"gradient_boosting"`` (disentanglement_lib's).
     :param int data_seed: seed of the training and held-out data (shared by all cells).
+    :param int judge_steps: training steps of each dataset's judge (trained once per study,
+        not scaled: the protocol refuses a judge below its accuracy,
+        :data:`~pyro_dynvae.assessment.protocol.MIN_ACCURACY`).
+    :param int protocol_pairs: pairs of held-out sequences of the static/dynamic protocol
+        (at most half the scored sequences).
     """
 
     max_steps: int = 600
@@ -161,6 +187,8 @@ class StudyBudget:
     variance_estimate: int = 1000
     dci_predictor: str = "random_forest"
     data_seed: int = 0
+    judge_steps: int = 3000
+    protocol_pairs: int = 256
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -286,27 +314,6 @@ def train_config(dataset: str, variant: str, seed: int,
     )
 
 
-@torch.no_grad()
-def encode_sequences(dynvae: torch.nn.Module, frames: torch.Tensor,
-                     chunk: int = 64) -> dict[str, np.ndarray]:
-    """``encode`` in chunks of sequences: ``z_mean`` ``(B, T, n)`` and, where the model
-    has them, ``eigenvalues`` ``(B, T-1, n)`` and ``prior_scales`` ``(G,)``."""
-    device = next(dynvae.parameters()).device
-    pieces: dict[str, list[np.ndarray]] = {"z_mean": [], "eigenvalues": []}
-    prior_scales = None
-    for start in range(0, frames.shape[0], chunk):
-        summary = dynvae.encode(frames[start : start + chunk].to(device))
-        for key in pieces:
-            if key in summary:
-                pieces[key].append(summary[key].cpu().numpy())
-        if "prior_scales" in summary:
-            prior_scales = summary["prior_scales"].cpu().numpy()
-    result = {key: np.concatenate(values) for key, values in pieces.items() if values}
-    if prior_scales is not None:
-        result["prior_scales"] = prior_scales
-    return result
-
-
 class FrameRepresentation:
     """
     Codes of single frames for the intervention scores: each frame ``(C, H, W)`` becomes a
@@ -397,14 +404,30 @@ def dynamics_diagnostics(encoded: dict[str, np.ndarray], factors: np.ndarray,
     return result
 
 
-def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainConfig,
-               budget: StudyBudget) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """
-    Every score of a trained model on held-out sequences: the codes-vs-factors scores on the
-    :func:`make_score_dataset` sequences, the rest on ``test_data``.
+def study_judge(out: str | os.PathLike, dataset: str, budget: StudyBudget) -> Judge:
+    """The judge of a study dataset, trained once into ``out/judges`` (``budget.judge_steps``
+    steps on frames of the training split, held out on the scored sequences) and loaded from
+    there afterwards."""
+    train_data, _ = make_datasets(dataset, budget)
+    return protocol_judge(train_data, make_score_dataset(dataset, budget),
+                          cache_dir=Path(out) / "judges", steps=budget.judge_steps)
 
-    :returns: ``(scores, encoded)``: a flat dict of floats (see :data:`COLUMNS`) plus the
-        diagnostics' latent groups, and the encoded arrays (codes, eigenvalues, prior scales).
+
+def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainConfig,
+               budget: StudyBudget, *, judge: Judge | None = None,
+               figure_path: str | os.PathLike | None = None,
+               ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """
+    Every score of a trained model on held-out sequences: the codes-vs-factors scores and the
+    static/dynamic protocol on the :func:`make_score_dataset` sequences, the rest on
+    ``test_data``.
+
+    :param Judge judge: the dataset's judge (:func:`study_judge`); None: no protocol.
+    :param figure_path: where the protocol saves its figure of swapped sequences.
+    :returns: ``(scores, encoded)``: a flat dict of floats (see :data:`COLUMNS` and
+        :data:`PROTOCOL_COLUMNS`) plus the diagnostics' latent groups and the protocol's
+        details (``"static_dynamic"``, or its refusal of the judge), and the encoded arrays
+        (codes, eigenvalues, prior scales).
     """
     dynvae.eval()
     frames, all_factors = test_data.get_batch(range(len(test_data)))
@@ -412,8 +435,8 @@ def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainCo
     columns = [test_data.factor_index(name) for name in sampler.factor_names]
     factors = all_factors[..., columns].numpy()
     encoded = encode_sequences(dynvae, frames)
-    score_codes, score_factors = encode_factor_dataset(
-        dynvae, make_score_dataset(config.dataset, budget))
+    score_data = make_score_dataset(config.dataset, budget)
+    score_codes, score_factors = encode_factor_dataset(dynvae, score_data)
     scores = code_metrics(score_codes, score_factors[..., columns], sampler, budget,
                           config.seed)
     scores.update(intervention_metrics(dynvae, sampler, budget, config.seed))
@@ -425,6 +448,11 @@ def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainCo
     scores["forecast_best_baseline"] = quality["forecast"]["best_baseline"]
     scores["forecast_object_vs_best_baseline"] = quality["forecast"][
         "object_ratio_to_best_baseline"]
+    if judge is not None:
+        report = static_dynamic_report(dynvae, score_data, judge, seed=config.seed,
+                                       num_pairs=budget.protocol_pairs, figure_path=figure_path)
+        scores["static_dynamic"] = report
+        scores.update(report.get("summary", {}))
     return scores, encoded
 
 
@@ -454,9 +482,11 @@ def _quiet() -> Iterator[None]:
 
 
 def run_cell(dataset: str, variant: str, seed: int, budget: StudyBudget,
-             datasets: tuple[Dataset, Dataset], path: Path) -> dict[str, Any]:
+             datasets: tuple[Dataset, Dataset], path: Path,
+             judge: Judge | None = None) -> dict[str, Any]:
     """
-    Train one variant, score it and write ``path/result.json`` (atomically, last).
+    Train one variant, score it (with the static/dynamic protocol read by ``judge``, whose
+    figure goes to ``path/swaps.png``) and write ``path/result.json`` (atomically, last).
     Training resumes from ``path/run/checkpoints/last.ckpt`` when an earlier attempt left
     one. A training run that diverges (:class:`~pyro_dynvae.train.NonFiniteLossError`, or a
     ``ValueError`` such as a precision that lost positive definiteness) is recorded as
@@ -482,7 +512,8 @@ def run_cell(dataset: str, variant: str, seed: int, budget: StudyBudget,
         raise RuntimeError(f"training of {path} stopped at step {module.trainer.global_step}"
                            f" of {config.max_steps}; rerun the study to resume it")
     dynvae = module.dynvae.to("cuda" if torch.cuda.is_available() else "cpu")
-    scores, encoded = score_cell(dynvae, test_data, config, budget)
+    scores, encoded = score_cell(dynvae, test_data, config, budget, judge=judge,
+                                 figure_path=path / "swaps.png")
     for key in ("eigenvalues", "prior_scales"):
         if key in encoded:
             np.save(path / f"{key}.npy", encoded[key])
@@ -506,7 +537,7 @@ def _run_pending(out: Path, budget: StudyBudget, dataset: str, variant: str,
     """Run one cell (in this or a worker process), quietly."""
     with _quiet():
         return run_cell(dataset, variant, seed, budget, make_datasets(dataset, budget),
-                        cell_dir(out, dataset, variant, seed))
+                        cell_dir(out, dataset, variant, seed), study_judge(out, dataset, budget))
 
 
 def cell_dir(out: Path, dataset: str, variant: str, seed: int) -> Path:
@@ -565,6 +596,8 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
         if previous is not None:  # a failed cell, retried from scratch
             shutil.rmtree(cell_dir(out, *cell) / "run", ignore_errors=True)
         pending.append(cell)
+    for dataset in dict.fromkeys(cell[0] for cell in pending):
+        study_judge(out, dataset, budget)  # trained once, here, before the cells load it
     bar = tqdm(total=len(pending), desc="compare", unit="cell", disable=not progress)
     with contextlib.ExitStack() as stack:
         if jobs == 1:
@@ -611,10 +644,12 @@ def _record_study(out: Path, budget: StudyBudget, command: str | None) -> None:
 def aggregate(results: Sequence[dict[str, Any] | None], datasets: Sequence[str],
               variants: Sequence[str]) -> list[dict[str, Any]]:
     """
-    One row per ``(dataset, variant)``: ``num_ok`` / ``num_seeds`` cells and, for every
-    column of :data:`COLUMNS` and every per-factor probe score (:func:`_probe_scores`), the
-    mean and (sample, ``ddof=1``) standard deviation over the finished seeds (NaN where a
-    score does not apply or no seed finished).
+    One row per ``(dataset, variant)``: ``num_ok`` / ``num_seeds`` cells,
+    ``protocol_refused`` (finished cells whose judge the protocol refused) and, for every
+    column of :data:`COLUMNS` and :data:`PROTOCOL_COLUMNS`, every protocol chance level and
+    every per-factor probe score (:func:`_probe_scores`), the mean and (sample, ``ddof=1``)
+    standard deviation over the finished seeds (NaN where a score does not apply or no seed
+    finished).
     """
     rows = []
     for dataset in datasets:
@@ -624,9 +659,11 @@ def aggregate(results: Sequence[dict[str, Any] | None], datasets: Sequence[str],
             finished = [r["scores"] for r in cells if r["status"] == "ok"]
             row: dict[str, Any] = {"dataset": dataset, "variant": variant,
                                    "num_ok": len(finished), "num_seeds": len(cells)}
+            row["protocol_refused"] = sum("refused" in s.get("static_dynamic", {})
+                                          for s in finished)
             finished = [{**_probe_scores(s), **s} for s in finished]
             probe_keys = dict.fromkeys(key for s in finished for key in _probe_scores(s))
-            for key in (*COLUMNS, *probe_keys):
+            for key in (*COLUMNS, *PROTOCOL_COLUMNS, *PROTOCOL_CHANCE.values(), *probe_keys):
                 values = np.array([_as_float(s.get(key)) for s in finished], dtype=np.float64)
                 values = values[np.isfinite(values)]
                 row[f"{key}_mean"] = float(values.mean()) if values.size else math.nan
@@ -702,6 +739,24 @@ def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
         "histogram intersection of the latents' object and background associations (0: "
         "disjoint latents). n/a: not defined for the model or dataset.",
         "",
+        "Static/dynamic protocol (pyro_dynvae.assessment.protocol) on "
+        f"{min(budget.protocol_pairs, budget.num_score_sequences // 2)} pairs (a, b) of the "
+        "scored sequences, read by each dataset's judge (a supervised network trained on "
+        f"{budget.judge_steps} batches of frames rendered from sampled factors; refused, n/a, "
+        f"below accuracy {MIN_ACCURACY} on any class or R^2 {MIN_R2} on any continuous "
+        "factor): the model's latents split into static and dynamic from its own dynamics (the "
+        "prior's expected within-sequence share of each latent's variance below "
+        f"{STATIC_THRESHOLD}; the posterior means' "
+        "share for models without learned dynamics); swap: a's codes with b's static latents "
+        "(b's sequence mean), decoded; static: the judge reads b's static factors, dynamic: "
+        "a's dynamic ones; prior: a's static (dynamic) latents kept, the others drawn from "
+        "the model's prior, the judge reads a's static (dynamic) factors (C-DSVAE); split vs "
+        "truth: share of the latents carrying a factor whose static/dynamic label matches "
+        "that factor's; bg swap: b's slow latents into a (frame by frame): the judge reads "
+        "b's background, and a's object (every other factor). Accuracies are means over the "
+        "group's factors (tolerance accuracy within 5% of a continuous factor's range); "
+        "chance: the majority class, the best constant reader, or a random split.",
+        "",
         f"Versions: {json.dumps(study_versions(), sort_keys=True)}",
     ]
     return "\n".join(lines)
@@ -712,7 +767,9 @@ def write_tables(rows: Sequence[dict[str, Any]], out: Path, header: str) -> tupl
     ``table.csv`` (one line per row, ``<key>_mean`` and ``<key>_std`` columns)."""
     lines = [header]
     for dataset in dict.fromkeys(row["dataset"] for row in rows):
-        lines += ["", f"## {dataset}", "",
+        lines += ["", f"## {dataset}"]
+        lines += _protocol_table([row for row in rows if row["dataset"] == dataset])
+        lines += ["", "Every score:", "",
                   "| variant | ok/seeds | " + " | ".join(COLUMNS.values()) + " |",
                   "|---|---|" + "---|" * len(COLUMNS)]
         for row in rows:
@@ -730,6 +787,28 @@ def write_tables(rows: Sequence[dict[str, Any]], out: Path, header: str) -> tupl
         writer.writeheader()
         writer.writerows(rows)
     return markdown, table
+
+
+def _protocol_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown lines of one dataset's static/dynamic protocol: each column's mean ± std over
+    seeds with its chance level (mean over seeds) in brackets."""
+    lines = ["", "Static/dynamic protocol (judge's accuracy, chance in brackets):", "",
+             "| variant | " + " | ".join(PROTOCOL_COLUMNS.values()) + " |",
+             "|---|" + "---|" * len(PROTOCOL_COLUMNS)]
+    for row in rows:
+        cells = []
+        for key, chance in PROTOCOL_CHANCE.items():
+            cell = _format(row[f"{key}_mean"], row[f"{key}_std"])
+            if not math.isnan(row[f"{chance}_mean"]):
+                cell += f" ({row[f'{chance}_mean']:.2f})"
+            cells.append(cell)
+        lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    refused = sum(row.get("protocol_refused", 0) for row in rows)
+    if refused:
+        lines += ["", f"n/a: the protocol refused the judge in {refused} of "
+                  f"{sum(row['num_ok'] for row in rows)} cells (its held-out accuracy is below "
+                  "the requirement; see the cells' result.json)."]
+    return lines
 
 
 def _probe_table(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -853,6 +932,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="cells trained in parallel processes (default: %(default)s; e.g. 2 "
                         "on an idle 2-core machine)")
+    parser.add_argument("--judge-steps", type=int, default=StudyBudget().judge_steps,
+                        help="training steps of each dataset's judge, trained once per study "
+                        "(not scaled by --budget; the protocol refuses a judge below its "
+                        "accuracy) (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -885,7 +968,8 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
         datasets=args.datasets,
         variants=args.variants,
         seeds=args.seeds,
-        budget=StudyBudget.scaled(args.budget, args.dci_predictor),
+        budget=dataclasses.replace(StudyBudget.scaled(args.budget, args.dci_predictor),
+                                   judge_steps=args.judge_steps),
         command=command,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
