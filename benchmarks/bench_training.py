@@ -318,11 +318,15 @@ def print_tables(results: dict[tuple[str, int], dict[str, dict[str, float]]],
             print(f"| {name} | {threads} | {path} | {cells} |")
 
 
-def study_hours(step_seconds: float, budget: study.StudyBudget, seeds: int = 3) -> float:
-    """Training hours of the default study (every variant, dataset and seed) in one process,
-    at ``step_seconds`` a step (steps only: no set-up, checkpoints or scoring)."""
-    cells = len(VARIANTS) * len(study.DATASETS) * seeds
-    return cells * budget.max_steps * step_seconds / 3600
+def study_cells() -> int:
+    """Cells of the default study: its variants x datasets x seeds."""
+    return len(study.DEFAULT_VARIANTS) * len(study.STUDY_DATASETS) * len(study.DEFAULT_SEEDS)
+
+
+def study_hours(step_seconds: float, budget: study.StudyBudget) -> float:
+    """Training hours of the default study (:func:`study_cells`) in one process, at
+    ``step_seconds`` a step (steps only: no set-up, checkpoints or scoring)."""
+    return study_cells() * budget.max_steps * step_seconds / 3600
 
 
 BUDGETS = {"study": 1, "study-budget8": 8}
@@ -360,7 +364,7 @@ def throughput(args: argparse.Namespace) -> None:
     for (name, threads), times in results.items():
         if name in BUDGETS:
             budget = study.StudyBudget.scaled(BUDGETS[name])
-            cells = len(VARIANTS) * len(study.DATASETS) * 3
+            cells = study_cells()
             hours = ", ".join(f"{path} {study_hours(t['step'], budget):.2f} h"
                               for path, t in times.items())
             print(f"\nthe default study at --budget {BUDGETS[name]} ({cells} cells of "

@@ -992,7 +992,8 @@ def _resume_history(run_dir: Path, config: TrainConfig, ckpt_path: Path) -> list
     if not (run_dir / "config.json").exists():
         return []
     saved, previous = read_run_config(run_dir)
-    old, new = dataclasses.asdict(previous), dataclasses.asdict(config)
+    # compared as saved (JSON): an option given as a tuple is read back as a list
+    old, new = (json.loads(json.dumps(dataclasses.asdict(c))) for c in (previous, config))
     changes = {name: [old[name], new[name]] for name in old if old[name] != new[name]}
     fixed = [name for name in changes if name not in RESUMABLE]
     if fixed:

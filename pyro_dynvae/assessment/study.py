@@ -71,26 +71,26 @@ from tqdm.auto import tqdm
 
 from pyro_dynvae import metrics
 from pyro_dynvae import train as training
+from pyro_dynvae.defaults import model_options
 from pyro_dynvae.models import MODEL_NAMES
 
 from . import scoring
 from .background import BACKGROUND_FACTORS
 from .encoding import encode_sequences
+from .datasets import STUDY_DATASETS, make_dataset
 from .judge import Judge
 from .protocol import MIN_ACCURACY, MIN_R2, protocol_judge, static_dynamic_report
 from .split import STATIC_THRESHOLD
 
-#: dataset name -> (image size, dataset keyword arguments). Sprites over a slowly drifting
-#: background (its brightness is the last factor); one MNIST digit on a 32x32 canvas (the conv
-#: networks need a power-of-two side, and 64x64 costs four times as much per step).
-DATASETS: dict[str, dict[str, Any]] = {
-    "sprites": {"image_size": 32, "options": {"background": "brightness"}},
-    "moving_mnist": {"image_size": 32, "options": {"num_digits": 1, "speed": 1.0}},
-}
+#: the models every study compares unless told otherwise: the hierarchical prior, one penalty
+#: variant, and the baselines without learned dynamics (VAE, slowVAE) and with a static code
+#: (DSVAE); every name of :data:`~pyro_dynvae.models.MODEL_NAMES` can be chosen with
+#: ``variants``. Five models x two datasets x five seeds fit the default budget's two hours
+#: on two CPU cores; all eleven would not.
+DEFAULT_VARIANTS = ("hierarchical", "slow_l1", "vae", "slowvae", "dsvae")
 
-#: Model options shared by every variant: a Gaussian likelihood keeps the faint background
-#: (a Bernoulli likelihood binarises frames at 0.5 and would erase it).
-MODEL_OVERRIDES = {"likelihood": "gaussian"}
+#: the training seeds of a study unless told otherwise
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 #: disentanglement_lib's 10,000 + 5,000 points as sequences of one frame: the ceiling of the
 #: scaled scoring set
@@ -172,7 +172,7 @@ class StudyBudget:
         (at most half the scored sequences).
     """
 
-    max_steps: int = 600
+    max_steps: int = 1000
     num_train_sequences: int = 2048
     num_test_sequences: int = 96
     num_score_sequences: int = 1000
@@ -264,12 +264,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def _build_dataset(dataset: str, budget: StudyBudget, split: str, size: int) -> Dataset:
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
-    spec = DATASETS[dataset]
-    return training.DATASETS[dataset](
-        num_sequences=size, num_frames=budget.num_frames, image_size=spec["image_size"],
-        seed=budget.data_seed, split=split, **spec["options"])
+    if dataset not in STUDY_DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(STUDY_DATASETS)}, got {dataset!r}")
+    return make_dataset(dataset, split, num_sequences=size, num_frames=budget.num_frames,
+                        seed=budget.data_seed)
 
 
 @functools.lru_cache(maxsize=4)
@@ -290,11 +288,12 @@ def make_score_dataset(dataset: str, budget: StudyBudget) -> Dataset:
 
 def train_config(dataset: str, variant: str, seed: int,
                  budget: StudyBudget) -> training.TrainConfig:
-    """The :class:`~pyro_dynvae.train.TrainConfig` of one cell."""
-    spec = DATASETS[dataset]
+    """The :class:`~pyro_dynvae.train.TrainConfig` of one cell: the dataset's
+    :data:`~.datasets.STUDY_DATASETS` spec and its default model options
+    (:func:`pyro_dynvae.defaults.model_options`, the same as ``pyro-dynvae train``'s)."""
+    spec = STUDY_DATASETS[dataset]
     return training.TrainConfig(
         variant=variant,
-        model_overrides=dict(MODEL_OVERRIDES),
         dataset=dataset,
         dataset_options=dict(spec["options"]),
         num_sequences=budget.num_train_sequences,
@@ -550,8 +549,9 @@ def load_result(path: Path) -> dict[str, Any] | None:
     return json.loads(result_path.read_text()) if result_path.exists() else None
 
 
-def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASETS),
-              variants: Sequence[str] = MODEL_NAMES, seeds: Sequence[int] = (0, 1, 2),
+def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(STUDY_DATASETS),
+              variants: Sequence[str] = DEFAULT_VARIANTS,
+              seeds: Sequence[int] = DEFAULT_SEEDS,
               budget: StudyBudget | None = None, command: str | None = None,
               retry_failed: bool = False, progress: bool = True,
               jobs: int = 1) -> dict[str, Any]:
@@ -560,7 +560,7 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
 
     :param out: output folder. A study there with a different budget is refused;
         ``study.json`` lists every invocation with its command and library versions.
-    :param datasets: keys of :data:`DATASETS`.
+    :param datasets: keys of :data:`~.datasets.STUDY_DATASETS`.
     :param variants: names of :data:`pyro_dynvae.models.MODEL_NAMES`.
     :param seeds: training seeds (3 or more for a meaningful std).
     :param StudyBudget budget: default :class:`StudyBudget` ``()``.
@@ -573,7 +573,7 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(DATASET
         ``"table"``: the aggregated rows.
     """
     budget = budget or StudyBudget()
-    for name, chosen, known in (("datasets", datasets, DATASETS), ("variants", variants,
+    for name, chosen, known in (("datasets", datasets, STUDY_DATASETS), ("variants", variants,
                                                                     MODEL_NAMES)):
         unknown = [item for item in chosen if item not in known]
         if unknown or not chosen:
@@ -629,8 +629,9 @@ def _record_study(out: Path, budget: StudyBudget, command: str | None) -> None:
     invocation (command, UTC time, library versions); refuse a folder holding another budget.
     """
     study_path = out / "study.json"
-    study = {"budget": dataclasses.asdict(budget), "datasets": DATASETS,
-             "model_overrides": MODEL_OVERRIDES, "invocations": []}
+    study = {"budget": dataclasses.asdict(budget), "datasets": STUDY_DATASETS,
+             "model_options": {name: model_options(name) for name in STUDY_DATASETS},
+             "invocations": []}
     if study_path.exists():
         study = json.loads(study_path.read_text())
         if study["budget"] != dataclasses.asdict(budget):
@@ -707,8 +708,9 @@ def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
         f"Command: `{command or 'run_study(...)'}`",
         "",
         f"Budget: {json.dumps(study['budget'], sort_keys=True)}",
-        f"Datasets: {json.dumps({d: DATASETS[d] for d in datasets}, sort_keys=True)}; "
-        f"model options for every variant: {json.dumps(MODEL_OVERRIDES)}.",
+        f"Datasets: {json.dumps({d: STUDY_DATASETS[d] for d in datasets}, sort_keys=True)}; "
+        "model options of every variant (the datasets' defaults): "
+        f"{json.dumps({d: model_options(d) for d in datasets}, sort_keys=True)}.",
         f"Variants: {', '.join(variants)}; seeds: {', '.join(map(str, seeds))}. "
         "Entries: mean ± std (ddof=1) over the seeds that finished (`ok`/`seeds`).",
         "",
@@ -913,14 +915,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scale of steps, sequences and intervention sample sizes; 1 took 13 "
                         "minutes with --jobs 2 on 2 idle CPU cores (roughly twice that serially, "
                         "more on a busy machine) (default: %(default)s)")
-    parser.add_argument("--variants", nargs="+", default=list(MODEL_NAMES),
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
                         choices=list(MODEL_NAMES), metavar="VARIANT",
-                        help="variants to compare (default: all)")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
-                        choices=list(DATASETS), metavar="DATASET",
-                        help=f"datasets (default: all of {list(DATASETS)})")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
-                        help="training seeds (default: 0 1 2)")
+                        help=f"variants to compare, of {list(MODEL_NAMES)} (default: "
+                        f"{' '.join(DEFAULT_VARIANTS)})")
+    parser.add_argument("--datasets", nargs="+", default=list(STUDY_DATASETS),
+                        choices=list(STUDY_DATASETS), metavar="DATASET",
+                        help=f"datasets (default: all of {list(STUDY_DATASETS)})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS),
+                        help=f"training seeds (default: {' '.join(map(str, DEFAULT_SEEDS))})")
     parser.add_argument("--dci-predictor", choices=["random_forest", "gradient_boosting"],
                         help="DCI's classifier (default: random_forest below --budget 4, "
                         "gradient_boosting from 4)")
