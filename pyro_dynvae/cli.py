@@ -29,6 +29,8 @@ import torch
 from pyro_dynvae import train as training
 from pyro_dynvae import viz
 from pyro_dynvae.assessment import study as compare
+from pyro_dynvae.assessment.protocol import DEFAULT_JUDGE_CACHE, JUDGE_CACHE_ENV, protocol_judge
+from pyro_dynvae.data import FactorDataset
 from pyro_dynvae.metrics import BASELINES
 
 #: exit status for a mistake in what was asked (as for argparse's own errors)
@@ -195,9 +197,29 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
         reading = metrics["digit_reading"]
         print(f"  digit classifier accuracy: data {reading['accuracy_data']:.3f}, "
               f"reconstructions {reading['accuracy_reconstruction']:.3f} (chance 0.1)")
+    protocol = metrics.get("static_dynamic")
+    if protocol is not None:
+        print("  static/dynamic protocol: " + _protocol_line(protocol))
     print(f"  metrics: {run_dir / 'metrics.json'}")
     for figure in metrics["figures"]:
         print(f"  figure:  {run_dir / figure}")
+
+
+def _protocol_line(protocol: dict) -> str:
+    """One line of the static/dynamic protocol's headline (or the judge's refusal)."""
+    if "refused" in protocol:
+        return f"not scored: {protocol['refused']}"
+    summary = protocol["summary"]
+    parts = [f"{summary['num_static_latents']} static / {summary['num_dynamic_latents']} "
+             "dynamic latents"]
+    for key, label in (("swap_static", "swap static"), ("swap_dynamic", "swap dynamic"),
+                       ("prior_static_kept", "prior: static kept"),
+                       ("prior_dynamic_kept", "prior: dynamic kept")):
+        value, chance = summary.get(f"{key}_accuracy"), summary.get(f"{key}_chance")
+        if value is not None:
+            chance_text = "" if chance is None else f" (chance {chance:.2f})"
+            parts.append(f"{label} {value:.3f}{chance_text}")
+    return ", ".join(parts)
 
 
 def _debug_parent() -> argparse.ArgumentParser:
@@ -247,6 +269,16 @@ def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="held-out sequences to evaluate on (default: the run's num_val_sequences)",
     )
+    parser.add_argument(
+        "--no-protocol", action="store_true",
+        help="skip the static/dynamic protocol (swap and prior-sample tests read by a judge)",
+    )
+    parser.add_argument(
+        "--judge-steps", type=int, default=3000,
+        help="training steps of the dataset's judge, trained once and cached in "
+        f"${JUDGE_CACHE_ENV} (default {DEFAULT_JUDGE_CACHE}); a judge below the protocol's "
+        "accuracy is refused and the refusal recorded",
+    )
     parser.set_defaults(command=_evaluate)
 
 
@@ -258,13 +290,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.num_val_sequences < 1:
             raise UserError(f"--num-val-sequences must be >= 1, got {args.num_val_sequences}")
         config = dataclasses.replace(config, num_val_sequences=args.num_val_sequences)
-    metrics = training.finish_run(
-        dynvae,
-        training.make_dataset(config, "test"),
-        config,
-        run_dir,
-        train_data=training.make_dataset(config, "train"),
-    )
+    if args.judge_steps < 1:
+        raise UserError(f"--judge-steps must be >= 1, got {args.judge_steps}")
+    val_data = training.make_dataset(config, "test")
+    train_data = training.make_dataset(config, "train")
+    judge = None
+    if not args.no_protocol and isinstance(val_data, FactorDataset):
+        judge = protocol_judge(train_data, val_data, steps=args.judge_steps)
+    metrics = training.finish_run(dynvae, val_data, config, run_dir, train_data=train_data,
+                                  judge=judge)
     _print_metrics(metrics, run_dir)
     return 0
 

@@ -58,6 +58,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pyro_dynvae import __version__
+from pyro_dynvae.assessment.judge import Judge
+from pyro_dynvae.assessment.protocol import static_dynamic_report
 from pyro_dynvae.assessment.scoring import score_factor_space, without_nan
 from pyro_dynvae.data import DynamicSprites, FactorDataset, MemoizedSequences, MovingMNIST
 from pyro_dynvae.defaults import dataset_options, model_options
@@ -87,6 +89,9 @@ RUN_CONTENTS = (
     "config.json", "checkpoints", "logs", "metrics.json", "figures", "dynamics.nc",
     "dynamics_summary.csv",
 )
+
+#: most pairs of held-out sequences of the static/dynamic protocol in :func:`finish_run`
+PROTOCOL_PAIRS = 256
 
 #: TrainConfig fields a resumed run may change: how it is optimised and where it runs, never
 #: the model, the data or the evaluation
@@ -1118,16 +1123,22 @@ def finish_run(
     run_dir: str | os.PathLike,
     *,
     train_data: Dataset | None = None,
+    judge: Judge | None = None,
 ) -> dict[str, Any]:
     """
     Write ``metrics.json`` (held-out metrics, see :func:`evaluate`, for datasets with
-    ground-truth factors :func:`disentanglement`, for Moving MNIST :func:`digit_report`, and the
-    dynamics of :func:`dynamics_report`),
+    ground-truth factors :func:`disentanglement`, for Moving MNIST :func:`digit_report`, the
+    dynamics of :func:`dynamics_report` and, given a ``judge``, the static/dynamic protocol),
     the figures of :func:`pyro_dynvae.viz.save_run_figures` and the arviz export of
     :func:`dynamics_report` into ``run_dir``.
 
     :param train_data: the training sequences, whose mean frame is the mean-frame forecast
         baseline (None: the held-out mean frame, an oracle).
+    :param judge: a judge of the held-out frames
+        (:func:`pyro_dynvae.assessment.protocol.protocol_judge`): ``metrics["static_dynamic"]``
+        is then :func:`~pyro_dynvae.assessment.protocol.static_dynamic_report` on up to
+        :data:`PROTOCOL_PAIRS` pairs of held-out sequences (or the judge's refusal), with its
+        figure ``figures/swaps.png``.
     :returns: the metrics, with ``figures`` listing the PNG paths written.
     """
     run_dir = Path(run_dir)
@@ -1147,6 +1158,14 @@ def finish_run(
         dynvae, val_data, run_dir / "figures", forecast_horizon=config.forecast_horizon
     )
     metrics["figures"] = [str(path.relative_to(run_dir)) for path in figures]
+    swaps = run_dir / "figures" / "swaps.png"
+    swaps.unlink(missing_ok=True)  # never a stale figure beside a refusal or no protocol
+    if judge is not None and isinstance(val_data, FactorDataset):
+        metrics["static_dynamic"] = static_dynamic_report(
+            dynvae, val_data, judge, seed=config.seed,
+            num_pairs=min(PROTOCOL_PAIRS, max(1, len(val_data) // 2)), figure_path=swaps)
+        if swaps.exists():
+            metrics["figures"].append(str(swaps.relative_to(run_dir)))
     dynamics = dynamics_report(dynvae, val_data, run_dir)
     if dynamics:
         metrics["dynamics"] = dynamics

@@ -95,7 +95,8 @@ TINY_TRAIN = [
 ]
 
 
-def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
+def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYRO_DYNVAE_JUDGE_CACHE", str(tmp_path / "judges"))
     run_dir = tmp_path / "run"
     assert main(["train", "--run-dir", str(run_dir), *TINY_TRAIN]) == 0
     trained = json.loads((run_dir / "metrics.json").read_text())
@@ -117,11 +118,20 @@ def test_train_resume_evaluate_forecast_round_trip(tmp_path, capsys):
     # evaluate rebuilds the model from config.json + last.ckpt: same (seeded) metrics.
     (run_dir / "metrics.json").unlink()
     shutil.rmtree(run_dir / "figures")
-    assert main(["evaluate", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--judge-steps", "2"]) == 0
     evaluated = json.loads((run_dir / "metrics.json").read_text())
     for key in ("elbo", "recon_mse", "forecast_mse", "forecast_vs_best_baseline"):
         assert evaluated[key] == pytest.approx(resumed[key], rel=1e-5), key
     assert (run_dir / "figures" / "reconstructions.png").exists()
+    # the protocol's judge, trained for 2 steps into the cache, is refused and the refusal kept
+    assert "below the required accuracy" in evaluated["static_dynamic"]["refused"]
+    assert list((tmp_path / "judges").glob("judge-*.pt"))
+    assert "static/dynamic protocol: not scored" in capsys.readouterr().out
+    assert main(["evaluate", str(run_dir), "--no-protocol"]) == 0
+    assert "static_dynamic" not in json.loads((run_dir / "metrics.json").read_text())
+    assert main(["evaluate", str(run_dir), "--judge-steps", "0"]) == 2
+    assert "--judge-steps must be >= 1" in capsys.readouterr().err
 
     capsys.readouterr()
     assert main(["forecast", str(run_dir), "--horizon", "2", "--num-sequences", "2"]) == 0

@@ -215,3 +215,22 @@ def test_bad_arguments(judge, data):
         assess_static_dynamic(model, data[0], judge, tolerance=1)
     with pytest.raises(ValueError, match="at least 2 sequences"):
         assess_static_dynamic(model, sprites(num_sequences=1), judge)
+
+
+def test_finish_run_writes_the_protocol_and_its_figure(judge, data, tmp_path):
+    from pyro_dynvae.train import TrainConfig, finish_run
+
+    torch.manual_seed(0)
+    model = build_model("hierarchical", image_size=16, architecture="mlp", latent_dim=4)
+    config = TrainConfig(dataset="sprites", image_size=16, num_frames=6, latent_dim=4,
+                         batch_size=8, forecast_horizon=1)
+    finish_run(model, data[0], config, tmp_path, judge=judge)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    summary = saved["static_dynamic"]["summary"]
+    assert summary["num_static_latents"] + summary["num_dynamic_latents"] == 4
+    assert saved["static_dynamic"]["protocol"]["num_pairs"] == NUM_PAIRS  # 200 sequences
+    assert "figures/swaps.png" in saved["figures"]
+    assert (tmp_path / "figures" / "swaps.png").stat().st_size > 0
+    finish_run(model, data[0], config, tmp_path)  # no judge: no protocol
+    assert "static_dynamic" not in json.loads((tmp_path / "metrics.json").read_text())
+    assert not (tmp_path / "figures" / "swaps.png").exists()  # not left from the last run
