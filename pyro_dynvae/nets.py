@@ -210,7 +210,9 @@ class ConvDecoder(nn.Module):
             self.start = nn.Sequential(
                 nn.Conv2d(latent_dim + 2, widths[0], 1),
                 nn.ELU(),
-                nn.Conv2d(widths[0], widths[0], 1),
+                nn.Conv2d(widths[0], widths[0], 3, padding=1),
+                nn.ELU(),
+                nn.Conv2d(widths[0], widths[0], 3, padding=1),
             )
             self.start_side = BROADCAST_GRID
         else:

@@ -12,6 +12,7 @@ import torch
 
 from pyro_dynvae import train as training
 from pyro_dynvae.assessment import study as compare
+from pyro_dynvae.assessment import report
 
 TINY = compare.StudyBudget(
     max_steps=2, num_train_sequences=4, num_test_sequences=6, num_score_sequences=30,
@@ -85,6 +86,8 @@ def test_tiny_study_writes_table_figures_and_cells(study):
     assert "the protocol refused the judge in 2 of 2 cells" in markdown
     assert "Command: `tiny`" in markdown and "NON-STANDARD" in markdown
     assert "| hierarchical | 1/1 |" in markdown and "| vae | 1/1 |" in markdown
+    assert "Paired differences, hierarchical minus each model" in markdown
+    assert "| vae | 1 | " in markdown  # one seed: the mean difference, no interval
     assert "scikit-learn" in markdown and "torch" in markdown
     assert "on 30 held-out sequences, one random frame each" in markdown
     assert "| variant | shape (chance " in markdown  # the per-factor probe table, in order
@@ -162,7 +165,7 @@ def test_aggregate_mean_and_sample_std_over_finished_seeds():
                for seed, value in enumerate(mig)]
     results += [make_result("slowvae", 0, mig=0.3), make_result("slowvae", 1, status="failed"),
                 None]
-    rows = compare.aggregate(results, ["sprites"], ["vae", "slowvae", "hierarchical"])
+    rows = report.aggregate(results, ["sprites"], ["vae", "slowvae", "hierarchical"])
     vae, slowvae, hierarchical = rows
     assert vae["num_ok"] == vae["num_seeds"] == 3
     assert vae["mig_mean"] == pytest.approx(statistics.mean(mig))
@@ -171,17 +174,17 @@ def test_aggregate_mean_and_sample_std_over_finished_seeds():
     assert (slowvae["num_ok"], slowvae["num_seeds"]) == (1, 2)
     assert slowvae["mig_mean"] == pytest.approx(0.3) and math.isnan(slowvae["mig_std"])
     assert hierarchical["num_seeds"] == 0 and math.isnan(hierarchical["mig_mean"])
-    assert compare._format(vae["mig_mean"], vae["mig_std"]) == "0.250 ± 0.150"
-    assert compare._format(slowvae["mig_mean"], slowvae["mig_std"]) == "0.300"
-    assert compare._format(math.nan, math.nan) == "n/a"
+    assert report._format(vae["mig_mean"], vae["mig_std"]) == "0.250 ± 0.150"
+    assert report._format(slowvae["mig_mean"], slowvae["mig_std"]) == "0.300"
+    assert report._format(math.nan, math.nan) == "n/a"
 
 
 def test_protocol_table_shows_each_score_beside_its_chance_level():
     results = [make_result("vae", seed, swap_static_accuracy=value, swap_static_chance=0.25,
                            split_agreement=0.5, split_agreement_chance=0.5)
                for seed, value in enumerate([0.3, 0.5])]
-    rows = compare.aggregate(results, ["sprites"], ["vae"])
-    lines = compare._protocol_table(rows)
+    rows = report.aggregate(results, ["sprites"], ["vae"])
+    lines = report._protocol_table(rows)
     assert lines[3].startswith("| variant | swap: static | swap: dynamic |")
     assert lines[-1].startswith("| vae | 0.400 ± 0.141 (0.25) | n/a | n/a | n/a | "
                                 "0.500 ± 0.000 (0.50) |")

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
 import functools
 import json
@@ -63,8 +62,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sklearn.exceptions import ConvergenceWarning
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -74,10 +71,10 @@ from pyro_dynvae import train as training
 from pyro_dynvae.defaults import model_options
 from pyro_dynvae.models import MODEL_NAMES
 
-from . import scoring
+from . import report, scoring
 from .background import BACKGROUND_FACTORS
-from .encoding import encode_sequences
 from .datasets import STUDY_DATASETS, make_dataset
+from .encoding import encode_sequences
 from .judge import Judge
 from .protocol import MIN_ACCURACY, MIN_R2, protocol_judge, static_dynamic_report
 from .split import STATIC_THRESHOLD
@@ -92,6 +89,9 @@ DEFAULT_VARIANTS = ("hierarchical", "slow_l1", "vae", "slowvae", "dsvae")
 #: the training seeds of a study unless told otherwise
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
+#: the model every other is compared with, seed by seed (:func:`~.report.paired_rows`)
+REFERENCE_VARIANT = "hierarchical"
+
 #: disentanglement_lib's 10,000 + 5,000 points as sequences of one frame: the ceiling of the
 #: scaled scoring set
 LIBRARY_SCORE_SEQUENCES = 15000
@@ -99,47 +99,6 @@ LIBRARY_SCORE_SEQUENCES = 15000
 #: sample sizes of disentanglement_lib, the ceiling of the scaled intervention budgets
 LIBRARY_INTERVENTION_SIZES = {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
                               "num_variance_estimate": 10000}
-
-#: table columns: key in a cell's ``scores`` -> column title
-COLUMNS = {
-    "mig": "MIG",
-    "dci_disentanglement": "DCI-D",
-    "dci_completeness": "DCI-C",
-    "dci_informativeness": "DCI-I",
-    "sap": "SAP",
-    "modularity": "Mod",
-    "explicitness": "Expl",
-    "mcc": "MCC",
-    "probe_linear": "probe lin",
-    "probe_nonlinear": "probe nonlin",
-    "beta_vae": "BetaVAE",
-    "factor_vae": "FactorVAE",
-    "recon_mse": "recon MSE",
-    "forecast_vs_best_baseline": "fcst/best",
-    "eig_bimodality": "eig BC",
-    "eig_separation": "eig sep",
-    "overlap": "obj/bg overlap",
-}
-
-#: the static/dynamic protocol's headline columns (:func:`~.protocol.assess_static_dynamic`'s
-#: summary): key -> column title; each accuracy ``<name>_accuracy`` has its ``<name>_chance``
-PROTOCOL_COLUMNS = {
-    "swap_static_accuracy": "swap: static",
-    "swap_dynamic_accuracy": "swap: dynamic",
-    "prior_static_kept_accuracy": "prior: static kept",
-    "prior_dynamic_kept_accuracy": "prior: dynamic kept",
-    "split_agreement": "split vs truth",
-    "background_follows_accuracy": "bg swap: bg follows",
-    "object_kept_accuracy": "bg swap: object kept",
-}
-
-#: the chance level of each protocol column
-PROTOCOL_CHANCE = {key: key.removesuffix("_accuracy") + "_chance" for key in PROTOCOL_COLUMNS}
-
-#: the metrics drawn as bars
-BAR_METRICS = ("mig", "dci_disentanglement", "sap", "modularity", "mcc", "beta_vae",
-               "factor_vae", "forecast_vs_best_baseline", "overlap")
-
 
 @dataclasses.dataclass(frozen=True)
 class StudyBudget:
@@ -423,8 +382,8 @@ def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainCo
 
     :param Judge judge: the dataset's judge (:func:`study_judge`); None: no protocol.
     :param figure_path: where the protocol saves its figure of swapped sequences.
-    :returns: ``(scores, encoded)``: a flat dict of floats (see :data:`COLUMNS` and
-        :data:`PROTOCOL_COLUMNS`) plus the diagnostics' latent groups and the protocol's
+    :returns: ``(scores, encoded)``: a flat dict of floats (see :data:`~.report.COLUMNS` and
+        :data:`~.report.PROTOCOL_COLUMNS`) plus the diagnostics' latent groups and the protocol's
         details (``"static_dynamic"``, or its refusal of the judge), and the encoded arrays
         (codes, eigenvalues, prior scales).
     """
@@ -615,12 +574,30 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(STUDY_D
             bar.update()
     bar.close()
     results = [load_result(cell_dir(out, *cell)) for cell in cells]
-    rows = aggregate(results, datasets, variants)
+    rows = report.aggregate(results, datasets, variants)
     header = _study_header(out, budget, datasets, variants, seeds, command)
-    write_tables(rows, out, header)
-    write_figures(out, datasets, variants, seeds, rows)
+    paired = {dataset: report.paired_rows(results, dataset, REFERENCE_VARIANT, variants)
+              for dataset in datasets}
+    report.write_tables(rows, out, header, paired)
+    report.write_figures(out, rows, _eigenvalue_panels(out, datasets, variants, seeds))
     summary["table"] = rows
     return summary
+
+
+def _eigenvalue_panels(out: Path, datasets: Sequence[str], variants: Sequence[str],
+                       seeds: Sequence[int]) -> dict[str, list[tuple[str, int, np.ndarray]]]:
+    """Each dataset's eigenvalues of every variant that has them, from its first finished
+    seed (``cells/.../eigenvalues.npy``)."""
+    panels: dict[str, list[tuple[str, int, np.ndarray]]] = {}
+    for dataset in datasets:
+        panels[dataset] = []
+        for variant in variants:
+            for seed in seeds:
+                path = cell_dir(out, dataset, variant, seed) / "eigenvalues.npy"
+                if path.exists():
+                    panels[dataset].append((variant, seed, np.load(path)))
+                    break
+    return panels
 
 
 def _record_study(out: Path, budget: StudyBudget, command: str | None) -> None:
@@ -640,60 +617,6 @@ def _record_study(out: Path, budget: StudyBudget, command: str | None) -> None:
     study["invocations"].append({"command": command, "versions": study_versions(),
                                  "started_utc": datetime.now(timezone.utc).isoformat()})
     _write_json_atomic(study_path, study)
-
-
-def aggregate(results: Sequence[dict[str, Any] | None], datasets: Sequence[str],
-              variants: Sequence[str]) -> list[dict[str, Any]]:
-    """
-    One row per ``(dataset, variant)``: ``num_ok`` / ``num_seeds`` cells,
-    ``protocol_refused`` (finished cells whose judge the protocol refused) and, for every
-    column of :data:`COLUMNS` and :data:`PROTOCOL_COLUMNS`, every protocol chance level and
-    every per-factor probe score (:func:`_probe_scores`), the mean and (sample, ``ddof=1``)
-    standard deviation over the finished seeds (NaN where a score does not apply or no seed
-    finished).
-    """
-    rows = []
-    for dataset in datasets:
-        for variant in variants:
-            cells = [r for r in results if r and r["dataset"] == dataset
-                     and r["variant"] == variant]
-            finished = [r["scores"] for r in cells if r["status"] == "ok"]
-            row: dict[str, Any] = {"dataset": dataset, "variant": variant,
-                                   "num_ok": len(finished), "num_seeds": len(cells)}
-            row["protocol_refused"] = sum("refused" in s.get("static_dynamic", {})
-                                          for s in finished)
-            finished = [{**_probe_scores(s), **s} for s in finished]
-            probe_keys = dict.fromkeys(key for s in finished for key in _probe_scores(s))
-            for key in (*COLUMNS, *PROTOCOL_COLUMNS, *PROTOCOL_CHANCE.values(), *probe_keys):
-                values = np.array([_as_float(s.get(key)) for s in finished], dtype=np.float64)
-                values = values[np.isfinite(values)]
-                row[f"{key}_mean"] = float(values.mean()) if values.size else math.nan
-                row[f"{key}_std"] = float(values.std(ddof=1)) if values.size > 1 else math.nan
-            rows.append(row)
-    return rows
-
-
-def _probe_scores(scores: dict[str, Any]) -> dict[str, float]:
-    """A cell's per-factor probes as flat keys: ``probe_linear:<factor>``,
-    ``probe_nonlinear:<factor>`` (held-out R^2 or accuracy) and ``chance:<factor>``."""
-    flat = {}
-    probes = scores.get("probes", {})
-    for factor in scores.get("factors", probes):
-        probe = probes[factor]
-        for key in ("linear", "nonlinear"):
-            flat[f"probe_{key}:{factor}"] = probe[key]
-        flat[f"chance:{factor}"] = probe["chance"]
-    return flat
-
-
-def _as_float(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _format(mean: float, std: float) -> str:
-    if math.isnan(mean):
-        return "n/a"
-    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
 
 
 def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
@@ -762,136 +685,6 @@ def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
         f"Versions: {json.dumps(study_versions(), sort_keys=True)}",
     ]
     return "\n".join(lines)
-
-
-def write_tables(rows: Sequence[dict[str, Any]], out: Path, header: str) -> tuple[Path, Path]:
-    """Write ``table.md`` (one Markdown table per dataset below ``header``) and
-    ``table.csv`` (one line per row, ``<key>_mean`` and ``<key>_std`` columns)."""
-    lines = [header]
-    for dataset in dict.fromkeys(row["dataset"] for row in rows):
-        lines += ["", f"## {dataset}"]
-        lines += _protocol_table([row for row in rows if row["dataset"] == dataset])
-        lines += ["", "Every score:", "",
-                  "| variant | ok/seeds | " + " | ".join(COLUMNS.values()) + " |",
-                  "|---|---|" + "---|" * len(COLUMNS)]
-        for row in rows:
-            if row["dataset"] == dataset:
-                cells = [_format(row[f"{key}_mean"], row[f"{key}_std"]) for key in COLUMNS]
-                lines.append(f"| {row['variant']} | {row['num_ok']}/{row['num_seeds']} | "
-                             + " | ".join(cells) + " |")
-        lines += _probe_table([row for row in rows if row["dataset"] == dataset])
-    markdown = out / "table.md"
-    markdown.write_text("\n".join(lines) + "\n")
-    table = out / "table.csv"
-    with table.open("w", newline="") as stream:
-        fieldnames = list(dict.fromkeys(key for row in rows for key in row))
-        writer = csv.DictWriter(stream, fieldnames=fieldnames, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    return markdown, table
-
-
-def _protocol_table(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Markdown lines of one dataset's static/dynamic protocol: each column's mean ± std over
-    seeds with its chance level (mean over seeds) in brackets."""
-    lines = ["", "Static/dynamic protocol (judge's accuracy, chance in brackets):", "",
-             "| variant | " + " | ".join(PROTOCOL_COLUMNS.values()) + " |",
-             "|---|" + "---|" * len(PROTOCOL_COLUMNS)]
-    for row in rows:
-        cells = []
-        for key, chance in PROTOCOL_CHANCE.items():
-            cell = _format(row[f"{key}_mean"], row[f"{key}_std"])
-            if not math.isnan(row[f"{chance}_mean"]):
-                cell += f" ({row[f'{chance}_mean']:.2f})"
-            cells.append(cell)
-        lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
-    refused = sum(row.get("protocol_refused", 0) for row in rows)
-    if refused:
-        lines += ["", f"n/a: the protocol refused the judge in {refused} of "
-                  f"{sum(row['num_ok'] for row in rows)} cells (its held-out accuracy is below "
-                  "the requirement; see the cells' result.json)."]
-    return lines
-
-
-def _probe_table(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Markdown lines of one dataset's per-factor probes: ``linear / nonlinear`` held-out
-    scores (mean over seeds), with the chance level of categorical factors in the header."""
-    factors = list(dict.fromkeys(key.split(":", 1)[1] for row in rows for key in row
-                                 if key.startswith("probe_linear:") and key.endswith("_mean")))
-    if not factors:
-        return []
-    factors = [name[:-len("_mean")] for name in factors]
-    titles = []
-    for name in factors:
-        chance = np.nanmean([row.get(f"chance:{name}_mean", math.nan) for row in rows])
-        titles.append(f"{name} (chance {chance:.2f})" if chance > 0 else name)
-    lines = ["", "Probes (held-out R^2, or accuracy for classes; linear / random forest):", "",
-             "| variant | " + " | ".join(titles) + " |", "|---|" + "---|" * len(factors)]
-    for row in rows:
-        cells = [" / ".join("n/a" if math.isnan(value) else f"{value:.2f}" for value in (
-            row.get(f"probe_{probe}:{name}_mean", math.nan) for probe in ("linear", "nonlinear")))
-            for name in factors]
-        lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def write_figures(out: Path, datasets: Sequence[str], variants: Sequence[str],
-                  seeds: Sequence[int], rows: Sequence[dict[str, Any]]) -> list[Path]:
-    """
-    Per dataset: ``eigenvalues_<dataset>.png``, each variant's per-latent eigenvalue
-    histograms (first seed that finished) side by side, and ``metrics_<dataset>.png``, bars of
-    :data:`BAR_METRICS` (mean, error bar: std over seeds).
-    """
-    paths = []
-    for dataset in datasets:
-        panels = []
-        for variant in variants:
-            for seed in seeds:
-                path = cell_dir(out, dataset, variant, seed) / "eigenvalues.npy"
-                if path.exists():
-                    panels.append((variant, seed, np.load(path)))
-                    break
-        if panels:
-            fig = Figure(figsize=(max(5.0, 3.2 * len(panels)), 3.0))
-            for index, (variant, seed, eigenvalues) in enumerate(panels):
-                ax = fig.add_subplot(1, len(panels), index + 1)
-                counts, edges = metrics.eigenvalue_histograms(eigenvalues, bins=30)
-                for latent, column in enumerate(counts):
-                    ax.stairs(column, edges, label=str(latent))
-                ax.axvline(1.0, color="k", lw=0.8, ls=":")
-                ax.set_title(f"{variant} (seed {seed})", fontsize=9)
-                ax.set_xlabel("eigenvalue")
-            fig.axes[0].set_ylabel("count (per latent)")
-            fig.axes[-1].legend(title="latent", fontsize=6, title_fontsize=7)
-            fig.suptitle(f"{dataset}: posterior eigenvalues on held-out sequences", fontsize=10)
-            fig.tight_layout()
-            paths.append(_save(fig, out / "figures" / f"eigenvalues_{dataset}.png"))
-        dataset_rows = [row for row in rows if row["dataset"] == dataset]
-        keys = [key for key in BAR_METRICS
-                if any(np.isfinite(row[f"{key}_mean"]) for row in dataset_rows)]
-        if not keys:
-            continue
-        fig = Figure(figsize=(4 * min(3, len(keys)), 3 * math.ceil(len(keys) / 3)))
-        positions = np.arange(len(dataset_rows))
-        for index, key in enumerate(keys):
-            ax = fig.add_subplot(math.ceil(len(keys) / 3), min(3, len(keys)), index + 1)
-            means = [row[f"{key}_mean"] for row in dataset_rows]
-            errors = [np.nan_to_num(row[f"{key}_std"]) for row in dataset_rows]
-            ax.bar(positions, means, yerr=errors, capsize=2)
-            ax.set_xticks(positions, [row["variant"] for row in dataset_rows], rotation=60,
-                          fontsize=7, ha="right")
-            ax.set_title(COLUMNS[key], fontsize=9)
-        fig.suptitle(f"{dataset}: mean ± std over seeds")
-        fig.tight_layout()
-        paths.append(_save(fig, out / "figures" / f"metrics_{dataset}.png"))
-    return paths
 
 
 #: one-line description of the study's command line
