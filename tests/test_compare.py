@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from pyro_dynvae import train as training
-from pyro_dynvae.assessment import study as compare
 from pyro_dynvae.assessment import report
+from pyro_dynvae.assessment import study as compare
 
 TINY = compare.StudyBudget(
     max_steps=2, num_train_sequences=4, num_test_sequences=6, num_score_sequences=30,
