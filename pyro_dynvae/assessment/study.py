@@ -131,14 +131,14 @@ class StudyBudget:
         (at most half the scored sequences).
     """
 
-    max_steps: int = 1000
+    max_steps: int = 2000
     num_train_sequences: int = 2048
     num_test_sequences: int = 96
     num_score_sequences: int = 1000
     num_frames: int = 10
     batch_size: int = 16
     latent_dim: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     forecast_horizon: int = 3
     intervention_batch_size: int = 16
     intervention_num_train: int = 200
@@ -705,9 +705,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the study's options to ``parser`` (also used by ``pyro-dynvae compare``)."""
     parser.add_argument("--out", default="compare_out", help="output folder (default: %(default)s)")
     parser.add_argument("--budget", type=float, default=1.0,
-                        help="scale of steps, sequences and intervention sample sizes; 1 took 13 "
-                        "minutes with --jobs 2 on 2 idle CPU cores (roughly twice that serially, "
-                        "more on a busy machine) (default: %(default)s)")
+                        help="scale of steps, sequences and intervention sample sizes; 1 (50 "
+                        "cells of 2000 steps) is meant to take under 2 hours with --jobs 2 on 2 "
+                        "idle CPU cores (the README has the measured time) (default: "
+                        "%(default)s)")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
                         choices=list(MODEL_NAMES), metavar="VARIANT",
                         help=f"variants to compare, of {list(MODEL_NAMES)} (default: "
