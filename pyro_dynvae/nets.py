@@ -176,11 +176,15 @@ class ConvDecoder(nn.Module):
     Broadcast Decoder"; the coordinate channels of Liu et al. 2018, "An intriguing failing of
     convolutional neural networks and the CoordConv solution"): the latents are tiled over an
     ``8 x 8`` grid, two channels of the cells' coordinates in ``[-1, 1]`` are appended, and a
-    two-layer per-cell MLP (1x1 convolutions) gives the ``8 x 8`` feature map the transposed
-    convolutions refine. A fully connected first layer must learn one set of weights per place an
-    object can be; the broadcast computes every cell from ``(z, cell position)`` with shared
-    weights, so a latent can move an object by being compared with the coordinates, and what the
-    object looks like is drawn the same way everywhere.
+    1x1 convolution (a per-cell layer) followed by two 3x3 convolutions gives the ``8 x 8``
+    feature map the transposed convolutions refine. A fully connected first layer must learn
+    one set of weights per place an object can be; the broadcast computes every cell from
+    ``(z, cell position)`` with shared weights, so a latent can move an object by being compared
+    with the coordinates, and what the object looks like is drawn the same way everywhere. The
+    3x3 convolutions let neighbouring cells draw one shape together: with per-cell layers only
+    (two 1x1 convolutions), a 28-px digit spanning four cells came out as a blob (measured on
+    the example's Moving MNIST, 16 latents, 2000 steps: a digit classifier read 0.37 of the
+    reconstructions against 0.54 with the 3x3 convolutions).
 
     :param int image_size: side ``S`` of the square frames.
     :param int channels: image channels ``C``.

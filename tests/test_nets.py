@@ -137,12 +137,21 @@ def test_broadcast_decoder_draws_every_cell_with_shared_weights(image_size):
     assert output.shape == (2, 4, 3, image_size, image_size)
     output.sum().backward()
     assert latents.grad.abs().sum() > 0
-    # the first feature map is a per-cell function of (z, cell coordinates): the cell at
-    # coordinates (x, y) of one latent equals the MLP applied to (z, x, y)
+    # the first layer is a per-cell function of (z, cell coordinates): the cell at
+    # coordinates (x, y) of one latent equals the layer applied to (z, x, y)
     z = torch.randn(1, 5)
-    grid = decoder.start(torch.cat([z[:, :, None, None].expand(-1, -1, 8, 8),
-                                    decoder.coordinates[None]], dim=1))
-    by_hand = decoder.start(torch.cat([z, torch.tensor([[-1.0, 1.0]])], dim=1)[:, :, None, None])
-    torch.testing.assert_close(grid[:, :, -1, 0], by_hand[:, :, 0, 0])
+    cells = torch.cat([z[:, :, None, None].expand(-1, -1, 8, 8), decoder.coordinates[None]], 1)
+    per_cell = decoder.start[0]
+    by_hand = per_cell(torch.cat([z, torch.tensor([[-1.0, 1.0]])], dim=1)[:, :, None, None])
+    torch.testing.assert_close(per_cell(cells)[:, :, -1, 0], by_hand[:, :, 0, 0])
+    # then two 3x3 convolutions: a cell's features depend on the cells within two steps
+    bumped = cells.clone()
+    bumped[:, :, 4, 4] += 1.0
+    with torch.no_grad():
+        change = (decoder.start(bumped) - decoder.start(cells)).abs().sum(1)[0]
+    assert change[2:7, 2:7].min() > 0
+    outside = torch.ones(8, 8, dtype=torch.bool)
+    outside[2:7, 2:7] = False
+    assert change[outside].max() == 0
     with pytest.raises(ValueError, match="broadcast decoder needs image_size >= 16"):
         ConvDecoder(8, 1, 5, broadcast=True)
