@@ -55,6 +55,7 @@ import pyro.infer.trace_mean_field_elbo as trace_mean_field_elbo
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from pyro_dynvae import loading
 from pyro_dynvae import train as training
 from pyro_dynvae.assessment import study
 from pyro_dynvae.data import MovingMNIST
@@ -229,12 +230,12 @@ def loop_breakdown(setup: Setup, options: training.StepOptions,
     module = training.DynamicsVAEModule(dynvae, setup.train_data, setup.val_data, config, options)
     module._set_memory_format(torch.device(device))  # what fit's set-up does
     module.to(device)
-    sampler = training.StepBatchSampler(len(setup.train_data), config.batch_size, config.seed)
-    batches = iter(training._loader(training._memoized(setup.train_data, options.cache_bytes),
-                                    config.seed, batch_sampler=sampler))
+    sampler = loading.StepBatchSampler(len(setup.train_data), config.batch_size, config.seed)
+    batches = iter(loading.seeded_loader(training._memoized(setup.train_data, options.cache_bytes),
+                                         config.seed, batch_sampler=sampler))
     loss_fn = module.loss_fn
     with torch.no_grad():
-        loss_fn(training._frames(next(batches)).to(device))  # lazy parameters
+        loss_fn(loading.frames_of(next(batches)).to(device))  # lazy parameters
     optimizer = module.configure_optimizers()
     params = list(loss_fn.parameters())
     watch = Stopwatch(clock)
@@ -245,7 +246,7 @@ def loop_breakdown(setup: Setup, options: training.StepOptions,
                 totals = dict.fromkeys(totals, 0.0)
                 watch.totals.clear()
             t0 = clock()[0]
-            frames = training._frames(next(batches)).to(device)
+            frames = loading.frames_of(next(batches)).to(device)
             t1 = clock()[0]
             loss = loss_fn(frames)
             t2 = clock()[0]
