@@ -58,6 +58,7 @@ from lightning.pytorch.callbacks import Callback
 from pyro_dynvae import loading
 from pyro_dynvae import train as training
 from pyro_dynvae.assessment import study
+from pyro_dynvae.config import TrainConfig
 from pyro_dynvae.data import MovingMNIST
 from pyro_dynvae.distributions import BlockTridiagMVN
 from pyro_dynvae.models import VARIANTS, build_model
@@ -73,7 +74,7 @@ WARMUP_STEPS = 5
 
 
 # ----- configurations ----------------------------------------------------------------------------
-def study_config(budget: study.StudyBudget) -> training.TrainConfig:
+def study_config(budget: study.StudyBudget) -> TrainConfig:
     """A cell of the study at ``budget``: sprites, hierarchical (``study.train_config``)."""
     return study.train_config("sprites", "hierarchical", 0, budget)
 
@@ -83,12 +84,12 @@ class Setup:
     """One configuration to time: its name, its config (cut to the timed steps) and data."""
 
     name: str
-    config: training.TrainConfig
+    config: TrainConfig
     train_data: torch.utils.data.Dataset
     val_data: torch.utils.data.Dataset
 
 
-def make_setup(name: str, config: training.TrainConfig, device: str, steps: int) -> Setup:
+def make_setup(name: str, config: TrainConfig, device: str, steps: int) -> Setup:
     """``config`` for ``WARMUP_STEPS + steps`` steps on ``device``, without periodic validation or
     checkpoints, and its datasets."""
     config = dataclasses.replace(
@@ -333,10 +334,10 @@ def study_hours(step_seconds: float, budget: study.StudyBudget) -> float:
 BUDGETS = {"study": 1, "study-budget8": 8}
 
 
-def config_of(name: str) -> training.TrainConfig:
+def config_of(name: str) -> TrainConfig:
     """The training configuration called ``name`` (a key of :data:`BUDGETS` or ``example``)."""
     if name == "example":  # examples/moving_mnist.py trains TrainConfig's defaults
-        return training.TrainConfig()
+        return TrainConfig()
     return study_config(study.StudyBudget.scaled(BUDGETS[name]))
 
 

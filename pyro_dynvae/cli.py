@@ -30,8 +30,11 @@ from pyro_dynvae import train as training
 from pyro_dynvae import viz
 from pyro_dynvae.assessment import study as compare
 from pyro_dynvae.assessment.protocol import DEFAULT_JUDGE_CACHE, JUDGE_CACHE_ENV, protocol_judge
+from pyro_dynvae.config import DATASETS, MIN_OBSERVED_FRAMES, TrainConfig
 from pyro_dynvae.data import FactorDataset
+from pyro_dynvae.evaluation import background_frames, finish_run, forecast_errors
 from pyro_dynvae.metrics import BASELINES
+from pyro_dynvae.run_folder import RESUMABLE, load_run, read_run_config
 
 #: exit status for a mistake in what was asked (as for argparse's own errors)
 USAGE_ERROR = 2
@@ -40,7 +43,7 @@ USAGE_ERROR = 2
 TRAIN_OPTIONS = {
     "variant": "model variant (see pyro_dynvae.models.VARIANTS)",
     "model_overrides": "JSON object of extra build_model keyword arguments",
-    "dataset": f"dataset, one of {sorted(training.DATASETS)}",
+    "dataset": f"dataset, one of {sorted(DATASETS)}",
     "dataset_options": 'JSON object of extra dataset keyword arguments, e.g. \'{"num_digits": 1}\'',
     "num_sequences": "training sequences",
     "num_val_sequences": "held-out sequences (test split) for validation and metrics",
@@ -110,8 +113,8 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=_HelpFormatter,
         parents=[_debug_parent()],
     )
-    defaults = training.TrainConfig()
-    for field in dataclasses.fields(training.TrainConfig):
+    defaults = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
         default = getattr(defaults, field.name)
         kind = _json_object if isinstance(default, dict) else type(default)
         parser.add_argument(
@@ -127,7 +130,7 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "--run-dir", default=None, help="output folder (default: runs/<variant>-seed<seed>)"
     )
     existing = parser.add_mutually_exclusive_group()
-    resumable = ", ".join("--" + name.replace("_", "-") for name in training.RESUMABLE)
+    resumable = ", ".join("--" + name.replace("_", "-") for name in RESUMABLE)
     existing.add_argument(
         "--resume",
         action="store_true",
@@ -150,19 +153,18 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(
-        training.TrainConfig)}
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
     run_dir = Path(args.run_dir or f"runs/{args.variant}-seed{args.seed}")
     if args.resume:
         # the saved run's options, with those given on this command line (fit checks that
         # only resumable ones change)
         try:
-            _, saved = training.read_run_config(run_dir)
+            _, saved = read_run_config(run_dir)
         except ValueError as error:
             raise UserError(f"--resume: {error}") from error
         values = {**dataclasses.asdict(saved), **{name: values[name] for name in args.given}}
     metrics = training.train(
-        training.TrainConfig.from_dict(values),
+        TrainConfig.from_dict(values),
         run_dir,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -245,7 +247,7 @@ def _threads_parent() -> argparse.ArgumentParser:
     return parent
 
 
-def _set_threads(threads: int | None, config: training.TrainConfig) -> None:
+def _set_threads(threads: int | None, config: TrainConfig) -> None:
     """Apply ``--threads`` (``None``: the run's own setting; 0: leave torch's default)."""
     threads = config.threads if threads is None else threads
     if threads < 0:
@@ -284,7 +286,7 @@ def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    dynvae, config = training.load_run(run_dir)
+    dynvae, config = load_run(run_dir)
     _set_threads(args.threads, config)
     if args.num_val_sequences is not None:
         if args.num_val_sequences < 1:
@@ -297,8 +299,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     judge = None
     if not args.no_protocol and isinstance(val_data, FactorDataset):
         judge = protocol_judge(train_data, val_data, steps=args.judge_steps)
-    metrics = training.finish_run(dynvae, val_data, config, run_dir, train_data=train_data,
-                                  judge=judge)
+    metrics = finish_run(dynvae, val_data, config, run_dir, train_data=train_data, judge=judge)
     _print_metrics(metrics, run_dir)
     return 0
 
@@ -326,14 +327,14 @@ def _add_forecast_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _forecast(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    dynvae, config = training.load_run(run_dir)
+    dynvae, config = load_run(run_dir)
     _set_threads(args.threads, config)
     horizon = config.forecast_horizon if args.horizon is None else args.horizon
-    largest = config.num_frames - training.MIN_OBSERVED_FRAMES
+    largest = config.num_frames - MIN_OBSERVED_FRAMES
     if not 0 < horizon <= largest:
         raise UserError(
             f"--horizon must lie in [1, {largest}] for {config.num_frames}-frame sequences "
-            f"(a forecast observes at least {training.MIN_OBSERVED_FRAMES} frames), got {horizon}"
+            f"(a forecast observes at least {MIN_OBSERVED_FRAMES} frames), got {horizon}"
         )
     if args.num_sequences < 1:
         raise UserError(f"--num-sequences must be >= 1, got {args.num_sequences}")
@@ -341,8 +342,8 @@ def _forecast(args: argparse.Namespace) -> int:
         dataclasses.replace(config, num_val_sequences=args.num_sequences), "test"
     )
     frames, factors = dataset.get_batch(range(len(dataset)))
-    background = training.background_frames(dataset, factors[:, -horizon:])
-    errors, forecast = training.forecast_errors(dynvae, frames, horizon, background=background)
+    background = background_frames(dataset, factors[:, -horizon:])
+    errors, forecast = forecast_errors(dynvae, frames, horizon, background=background)
     num_observed = config.num_frames - horizon
     output = Path(args.output or run_dir / "figures" / f"forecast_k{horizon}.png")
     viz.plot_forecasts(
@@ -367,7 +368,7 @@ def _add_show_data_parser(subparsers: argparse._SubParsersAction) -> None:
         parents=[_debug_parent()],
     )
     parser.add_argument(
-        "--dataset", default="moving_mnist", choices=sorted(training.DATASETS), help="dataset"
+        "--dataset", default="moving_mnist", choices=sorted(DATASETS), help="dataset"
     )
     parser.add_argument("--num-sequences", type=int, default=4, help="sequences to draw")
     parser.add_argument("--num-frames", type=int, default=20, help="frames per sequence")
@@ -379,7 +380,7 @@ def _add_show_data_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _show_data(args: argparse.Namespace) -> int:
-    dataset = training.DATASETS[args.dataset](
+    dataset = DATASETS[args.dataset](
         num_sequences=args.num_sequences,
         num_frames=args.num_frames,
         image_size=args.image_size,

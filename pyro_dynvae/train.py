@@ -17,8 +17,10 @@ Reproducibility: the data order is a pure function of ``(seed, step)`` (see
 and validation runs on a forked RNG, so a run resumed from a checkpoint takes exactly the steps
 of an uninterrupted run.
 
-The configuration, run-folder and evaluation names are re-exported here (see ``__all__``), so
-this module remains the one import of the training API.
+The public names of :mod:`~pyro_dynvae.config`, :mod:`~pyro_dynvae.loading`,
+:mod:`~pyro_dynvae.run_folder` and :mod:`~pyro_dynvae.evaluation` that this module held before
+they moved there are re-exported here (see ``__all__``), so ``from pyro_dynvae.train import
+TrainConfig, train`` and the like keep working.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from pyro_dynvae.cli import TRAIN_OPTIONS, main, make_parser
-from pyro_dynvae.train import TrainConfig
+from pyro_dynvae.config import TrainConfig
 
 SUBCOMMANDS = ["train", "evaluate", "forecast", "show-data"]
 

@@ -15,6 +15,8 @@ from test_cli import SUBCOMMANDS, TINY_TRAIN
 
 from pyro_dynvae import train as training
 from pyro_dynvae.cli import main
+from pyro_dynvae.config import TrainConfig
+from pyro_dynvae.run_folder import RESUMABLE, read_checkpoint
 
 # TINY_TRAIN's run with non-default latent_dim, batch_size, ...: a resume must keep them.
 TINY_RESUME = ["--no-progress-bar", "--accelerator", "cpu", "--devices", "1"]
@@ -98,14 +100,14 @@ def test_resume_takes_only_the_options_given(trained_run, tmp_path, capsys):
     assert main([*argv, "--max-steps", "3", "--learning-rate", "0.01"]) == 0
     saved = json.loads((run_dir / "config.json").read_text())
     # Options not given keep the run's values, not the command line's defaults.
-    default = training.TrainConfig()
+    default = TrainConfig()
     assert saved["train"]["latent_dim"] == 2 != default.latent_dim
     assert saved["train"]["dataset"] == "sprites" != default.dataset
     assert saved["history"] == [
         {"resumed_at_step": 2, "changes": {"learning_rate": [default.learning_rate, 0.01],
                                            "max_steps": [2, 3]}}
     ]
-    checkpoint = training.read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    checkpoint = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 3
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.01
     capsys.readouterr()
@@ -200,6 +202,6 @@ def test_train_help_documents_resume_and_overwrite(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     resume_help = text.split("--resume continue the run", 1)[1].split("--overwrite remove")[0]
-    for name in training.RESUMABLE:
+    for name in RESUMABLE:
         assert "--" + name.replace("_", "-") in resume_help
     assert "--overwrite remove the run" in text

@@ -22,8 +22,11 @@ from scipy import stats
 from test_models_svi import moving_bar_frames, train
 
 from pyro_dynvae.assessment import study
+from pyro_dynvae.config import TrainConfig
+from pyro_dynvae.evaluation import finish_run
 from pyro_dynvae.models import DSVAE, MODEL_NAMES, DSVAEConfig, build_model
-from pyro_dynvae.train import TrainConfig, finish_run, fit, load_run, make_dataset, make_model
+from pyro_dynvae.run_folder import load_run
+from pyro_dynvae.train import fit, make_dataset, make_model
 
 TINY = dict(image_size=4, channels=1, latent_dim=4, architecture="mlp", rnn_hidden=8)
 

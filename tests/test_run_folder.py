@@ -1,7 +1,8 @@
 """
-A run folder holds one run (pyro_dynvae.train): ``train`` refuses a folder holding another run,
-``overwrite`` replaces it, a resume applies what it may change (a new learning rate reaches the
-restored optimiser), records it and rejects the rest, and every error names its file or field.
+A run folder holds one run (pyro_dynvae.run_folder, pyro_dynvae.train): ``train`` refuses a
+folder holding another run, ``overwrite`` replaces it, a resume applies what it may change (a new
+learning rate reaches the restored optimiser), records it and rejects the rest, and every error
+names its file or field.
 """
 
 from __future__ import annotations
@@ -19,15 +20,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import _pytree
 from test_train import TinyDynamicsVAE, parameters, run_fit, tiny_config, tiny_data
 
-from pyro_dynvae.train import (
-    RESUMABLE,
-    NonFiniteLossError,
-    TrainConfig,
-    fit,
-    load_run,
-    read_checkpoint,
-    train,
-)
+from pyro_dynvae.config import TrainConfig
+from pyro_dynvae.run_folder import RESUMABLE, load_run, read_checkpoint
+from pyro_dynvae.train import NonFiniteLossError, fit, train
 
 
 def small_config(**overrides) -> TrainConfig:

@@ -218,7 +218,8 @@ def test_bad_arguments(judge, data):
 
 
 def test_finish_run_writes_the_protocol_and_its_figure(judge, data, tmp_path):
-    from pyro_dynvae.train import TrainConfig, finish_run
+    from pyro_dynvae.config import TrainConfig
+    from pyro_dynvae.evaluation import finish_run
 
     torch.manual_seed(0)
     model = build_model("hierarchical", image_size=16, architecture="mlp", latent_dim=4)

@@ -12,10 +12,11 @@ import torch
 from torch.profiler import profile
 from torch.utils.data import TensorDataset
 
+from pyro_dynvae.config import TrainConfig
 from pyro_dynvae.data import DynamicSprites, MemoizedSequences, MovingMNIST
 from pyro_dynvae.models import build_model
 from pyro_dynvae.nets import ConvDecoder, conv_kernels
-from pyro_dynvae.train import StepOptions, TrainConfig, _memoized, fit, make_dataset, make_model
+from pyro_dynvae.train import StepOptions, _memoized, fit, make_dataset, make_model
 
 NATIVE_KERNEL = "aten::slow_conv_transpose2d"
 

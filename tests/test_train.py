@@ -17,14 +17,10 @@ from pyro.nn import PyroModule
 from torch.nn.functional import softplus
 from torch.utils.data import TensorDataset
 
-from pyro_dynvae.train import (
-    NonFiniteLossError,
-    StepBatchSampler,
-    TrainConfig,
-    evaluate,
-    finish_run,
-    fit,
-)
+from pyro_dynvae.config import TrainConfig
+from pyro_dynvae.evaluation import evaluate, finish_run
+from pyro_dynvae.loading import StepBatchSampler
+from pyro_dynvae.train import NonFiniteLossError, fit
 
 
 class TinyModel(PyroModule):

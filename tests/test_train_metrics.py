@@ -1,4 +1,4 @@
-"""pyro_dynvae.train.disentanglement on encoders with known answers."""
+"""pyro_dynvae.evaluation.disentanglement on encoders with known answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyro_dynvae.data import DynamicSprites, MovingMNIST
-from pyro_dynvae.train import disentanglement
+from pyro_dynvae.evaluation import disentanglement
 
 
 class CentroidEncoder(torch.nn.Module):
@@ -89,8 +89,8 @@ def test_dynamics_report_exports_the_encoded_eigenvalues(tmp_path):
     import numpy as np
     import pandas as pd
 
+    from pyro_dynvae.evaluation import dynamics_report
     from pyro_dynvae.models import build_model
-    from pyro_dynvae.train import dynamics_report
 
     dataset = DynamicSprites(num_sequences=6, num_frames=5, image_size=16, seed=1)
     torch.manual_seed(0)
@@ -123,8 +123,8 @@ def test_dynamics_report_exports_the_encoded_eigenvalues(tmp_path):
 
 
 def test_dynamics_report_is_empty_without_eigenvalues(tmp_path):
+    from pyro_dynvae.evaluation import dynamics_report
     from pyro_dynvae.models import build_model
-    from pyro_dynvae.train import dynamics_report
 
     dataset = DynamicSprites(num_sequences=2, num_frames=3, image_size=16, seed=1)
     dynvae = build_model("vae", image_size=16, latent_dim=4, architecture="mlp")

@@ -7,8 +7,9 @@ import math
 
 import pytest
 
+from pyro_dynvae.config import TrainConfig
 from pyro_dynvae.models import VARIANTS
-from pyro_dynvae.train import TrainConfig, train
+from pyro_dynvae.train import train
 
 
 @pytest.mark.slow

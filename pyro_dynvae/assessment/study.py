@@ -21,7 +21,7 @@ ground-truth factors:
   eigenvalue deviations ``mean |lambda - 1|`` (Sarle's coefficient, Otsu separation), the
   overlap of the latents carrying the object and those carrying the background (datasets with
   a background factor), and the forecast error against repeating the last frame
-  (:func:`pyro_dynvae.train.evaluate`);
+  (:func:`pyro_dynvae.evaluation.evaluate`);
 - the static/dynamic protocol (:func:`pyro_dynvae.assessment.protocol.assess_static_dynamic`)
   on ``protocol_pairs`` pairs of the scored sequences, read by the dataset's judge, trained
   once per study into ``out/judges`` (:func:`study_judge`): the swap, the prior-sample tests,
@@ -68,8 +68,11 @@ from tqdm.auto import tqdm
 
 from pyro_dynvae import metrics
 from pyro_dynvae import train as training
+from pyro_dynvae.config import TrainConfig
 from pyro_dynvae.defaults import model_options
+from pyro_dynvae.evaluation import evaluate
 from pyro_dynvae.models import MODEL_NAMES
+from pyro_dynvae.run_folder import versions
 
 from . import report, scoring
 from .background import BACKGROUND_FACTORS
@@ -246,12 +249,12 @@ def make_score_dataset(dataset: str, budget: StudyBudget) -> Dataset:
 
 
 def train_config(dataset: str, variant: str, seed: int,
-                 budget: StudyBudget) -> training.TrainConfig:
-    """The :class:`~pyro_dynvae.train.TrainConfig` of one cell: the dataset's
+                 budget: StudyBudget) -> TrainConfig:
+    """The :class:`~pyro_dynvae.config.TrainConfig` of one cell: the dataset's
     :data:`~.datasets.STUDY_DATASETS` spec and its default model options
     (:func:`pyro_dynvae.defaults.model_options`, the same as ``pyro-dynvae train``'s)."""
     spec = STUDY_DATASETS[dataset]
-    return training.TrainConfig(
+    return TrainConfig(
         variant=variant,
         dataset=dataset,
         dataset_options=dict(spec["options"]),
@@ -371,7 +374,7 @@ def study_judge(out: str | os.PathLike, dataset: str, budget: StudyBudget) -> Ju
                           cache_dir=Path(out) / "judges", steps=budget.judge_steps)
 
 
-def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainConfig,
+def score_cell(dynvae: torch.nn.Module, test_data: Any, config: TrainConfig,
                budget: StudyBudget, *, judge: Judge | None = None,
                figure_path: str | os.PathLike | None = None,
                ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -399,8 +402,8 @@ def score_cell(dynvae: torch.nn.Module, test_data: Any, config: training.TrainCo
                           config.seed)
     scores.update(intervention_metrics(dynvae, sampler, budget, config.seed))
     scores.update(dynamics_diagnostics(encoded, factors, sampler.factor_names))
-    quality = training.evaluate(dynvae, test_data, batch_size=config.batch_size,
-                                forecast_horizon=config.forecast_horizon, seed=config.seed)
+    quality = evaluate(dynvae, test_data, batch_size=config.batch_size,
+                       forecast_horizon=config.forecast_horizon, seed=config.seed)
     scores.update({key: quality[key] for key in ("recon_mse", "forecast_mse",
                                                  "forecast_vs_best_baseline", "elbo")})
     scores["forecast_best_baseline"] = quality["forecast"]["best_baseline"]
@@ -482,7 +485,7 @@ def run_cell(dataset: str, variant: str, seed: int, budget: StudyBudget,
 
 def study_versions() -> dict[str, str]:
     """Versions of every library a score depends on, and the Python and platform."""
-    return {**training.versions(), **metrics.library_versions(),
+    return {**versions(), **metrics.library_versions(),
             "python": platform.python_version(), "platform": platform.platform()}
 
 
