@@ -12,7 +12,9 @@ factors, the study datasets and supervised ceilings, and the variant study.
   with the truth (:mod:`~pyro_dynvae.assessment.agreement`), the swap and prior-sample tests
   (:mod:`~pyro_dynvae.assessment.swap`) and object vs background
   (:mod:`~pyro_dynvae.assessment.background`);
-- :mod:`~pyro_dynvae.assessment.study`: the variant comparison study.
+- :mod:`~pyro_dynvae.assessment.study`: the variant comparison study, at the cost of its
+  :mod:`~pyro_dynvae.assessment.budget`, each trained model scored by
+  :mod:`~pyro_dynvae.assessment.cell_scores`.
 
 Submodules are imported on demand (``from pyro_dynvae.assessment import scoring``): the study
 imports the training code, which itself imports the scoring.

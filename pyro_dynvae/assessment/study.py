@@ -3,10 +3,10 @@ The variant comparison study: every model variant and baseline, the same data, b
 seeds, scored with every disentanglement metric and dynamics diagnostic on held-out sequences.
 
 For each cell ``(dataset, variant, seed)`` the study trains the variant with
-:func:`pyro_dynvae.train.fit` (same data and budget for every variant; the seed sets the
-initial weights, the data order and the ELBO's Monte Carlo noise), encodes held-out sequences
-and scores the per-frame posterior means ``encode(frames)["z_mean"]`` against the per-frame
-ground-truth factors:
+:func:`pyro_dynvae.train.fit` (same data and budget, :class:`~.budget.StudyBudget`, for every
+variant; the seed sets the initial weights, the data order and the ELBO's Monte Carlo noise),
+and :func:`~.cell_scores.score_cell` encodes held-out sequences and scores the per-frame
+posterior means ``encode(frames)["z_mean"]`` against the per-frame ground-truth factors:
 
 - codes vs factors (:func:`pyro_dynvae.assessment.scoring.score_codes`): MIG, DCI
   disentanglement / completeness / informativeness, SAP, modularity / explicitness, MCC and
@@ -45,7 +45,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import multiprocessing
 import os
 import platform
@@ -70,16 +69,15 @@ from pyro_dynvae import metrics
 from pyro_dynvae import train as training
 from pyro_dynvae.config import TrainConfig
 from pyro_dynvae.defaults import model_options
-from pyro_dynvae.evaluation import evaluate
 from pyro_dynvae.models import MODEL_NAMES
 from pyro_dynvae.run_folder import versions
 
-from . import report, scoring
-from .background import BACKGROUND_FACTORS
+from . import report
+from .budget import StudyBudget
+from .cell_scores import score_cell
 from .datasets import STUDY_DATASETS, make_dataset
-from .encoding import encode_sequences
 from .judge import Judge
-from .protocol import MIN_ACCURACY, MIN_R2, protocol_judge, static_dynamic_report
+from .protocol import MIN_ACCURACY, MIN_R2, protocol_judge
 from .split import STATIC_THRESHOLD
 
 #: the models every study compares unless told otherwise: the hierarchical prior, one penalty
@@ -94,115 +92,6 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 #: the model every other is compared with, seed by seed (:func:`~.report.paired_rows`)
 REFERENCE_VARIANT = "hierarchical"
-
-#: disentanglement_lib's 10,000 + 5,000 points as sequences of one frame: the ceiling of the
-#: scaled scoring set
-LIBRARY_SCORE_SEQUENCES = 15000
-
-#: sample sizes of disentanglement_lib, the ceiling of the scaled intervention budgets
-LIBRARY_INTERVENTION_SIZES = {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
-                              "num_variance_estimate": 10000}
-
-@dataclasses.dataclass(frozen=True)
-class StudyBudget:
-    """
-    Everything that sets the cost of one cell, identical for every variant.
-
-    :param int max_steps: optimiser steps per training run.
-    :param int num_train_sequences: training sequences.
-    :param int num_test_sequences: held-out sequences for the held-out ELBO, reconstruction,
-        forecast and dynamics diagnostics.
-    :param int num_score_sequences: held-out sequences the codes-vs-factors scores draw one
-        frame each from (the first ``num_test_sequences`` of them are the ones above);
-        15,000 gives disentanglement_lib's 10,000 fitting and 5,000 test points.
-    :param int num_frames: frames per sequence ``T``.
-    :param int batch_size: sequences per optimiser step.
-    :param int latent_dim: latent dimension ``n``.
-    :param float learning_rate: Adam learning rate.
-    :param int forecast_horizon: frames forecast from the first ``T - k``.
-    :param int intervention_batch_size: observations per BetaVAE / FactorVAE point.
-    :param int intervention_num_train: BetaVAE / FactorVAE training points.
-    :param int intervention_num_eval: BetaVAE / FactorVAE evaluation points.
-    :param int variance_estimate: observations for FactorVAE's global code variances.
-    :param str dci_predictor: ``"random_forest"`` (fast, non-standard) or
-        ``"gradient_boosting"`` (disentanglement_lib's).
-    :param int data_seed: seed of the training and held-out data (shared by all cells).
-    :param int judge_steps: training steps of each dataset's judge (trained once per study,
-        not scaled: the protocol refuses a judge below its accuracy,
-        :data:`~pyro_dynvae.assessment.protocol.MIN_ACCURACY`).
-    :param int protocol_pairs: pairs of held-out sequences of the static/dynamic protocol
-        (at most half the scored sequences).
-    """
-
-    max_steps: int = 2000
-    num_train_sequences: int = 2048
-    num_test_sequences: int = 96
-    num_score_sequences: int = 1000
-    num_frames: int = 10
-    batch_size: int = 16
-    latent_dim: int = 8
-    learning_rate: float = 2e-3
-    forecast_horizon: int = 3
-    intervention_batch_size: int = 16
-    intervention_num_train: int = 200
-    intervention_num_eval: int = 100
-    variance_estimate: int = 1000
-    dci_predictor: str = "random_forest"
-    data_seed: int = 0
-    judge_steps: int = 3000
-    protocol_pairs: int = 256
-
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.type == "int" and field.name != "data_seed" and value < 1:
-                raise ValueError(f"{field.name} must be a positive integer, got {value}")
-        if self.dci_predictor not in ("random_forest", "gradient_boosting"):
-            raise ValueError("dci_predictor must be 'random_forest' or 'gradient_boosting', "
-                             f"got {self.dci_predictor!r}")
-        if self.num_test_sequences < 3:
-            raise ValueError("num_test_sequences must be at least 3 (metric train/test split), "
-                             f"got {self.num_test_sequences}")
-        if self.num_score_sequences < 3:
-            raise ValueError("num_score_sequences must be at least 3 (fit/test split), "
-                             f"got {self.num_score_sequences}")
-
-    @classmethod
-    def scaled(cls, budget: float, dci_predictor: str | None = None) -> StudyBudget:
-        """
-        The default budget with steps and sequences multiplied by ``budget`` and the scoring
-        and intervention sample sizes too, up to disentanglement_lib's (and never below small
-        floors, e.g. 12 held-out sequences, so that each factor shows two classes or more in
-        the metric's fitting frames, which the explicitness classifier needs); DCI uses the
-        standard gradient boosting from ``budget >= 4`` unless ``dci_predictor`` says otherwise.
-        """
-        if not budget > 0:
-            raise ValueError(f"budget must be positive, got {budget}")
-        base = cls()
-
-        def scale(value: int, floor: int = 1, ceiling: int | None = None) -> int:
-            scaled = max(floor, round(value * budget))
-            return scaled if ceiling is None else min(scaled, max(value, ceiling))
-
-        num_train_sequences = scale(base.num_train_sequences, floor=2)
-        return cls(
-            max_steps=scale(base.max_steps),
-            num_train_sequences=num_train_sequences,
-            num_test_sequences=scale(base.num_test_sequences, floor=12),
-            num_score_sequences=scale(base.num_score_sequences, 60,
-                                      LIBRARY_SCORE_SEQUENCES),
-            batch_size=min(base.batch_size, num_train_sequences),
-            intervention_batch_size=scale(base.intervention_batch_size, 4,
-                                          LIBRARY_INTERVENTION_SIZES["batch_size"]),
-            intervention_num_train=scale(base.intervention_num_train, 10,
-                                         LIBRARY_INTERVENTION_SIZES["num_train"]),
-            intervention_num_eval=scale(base.intervention_num_eval, 5,
-                                        LIBRARY_INTERVENTION_SIZES["num_eval"]),
-            variance_estimate=scale(base.variance_estimate, 20,
-                                    LIBRARY_INTERVENTION_SIZES["num_variance_estimate"]),
-            dci_predictor=dci_predictor
-            or ("gradient_boosting" if budget >= 4 else "random_forest"),
-        )
 
 
 def _write_json_atomic(path: Path, content: dict) -> None:
@@ -275,96 +164,6 @@ def train_config(dataset: str, variant: str, seed: int,
     )
 
 
-class FrameRepresentation:
-    """
-    Codes of single frames for the intervention scores: each frame ``(C, H, W)`` becomes a
-    static two-frame sequence, and its code is the posterior mean ``z_mean`` averaged over the
-    two frames (the sequence models need ``T >= 2``).
-
-    :param dynvae: a trained model.
-    :param int chunk: frames encoded at once.
-    """
-
-    def __init__(self, dynvae: torch.nn.Module, chunk: int = 256) -> None:
-        self.dynvae = dynvae
-        self.chunk = chunk
-
-    def __call__(self, images: Any) -> np.ndarray:
-        images = torch.as_tensor(images, dtype=torch.float32)
-        codes = []
-        for start in range(0, images.shape[0], self.chunk):
-            frames = images[start : start + self.chunk, None].expand(-1, 2, -1, -1, -1)
-            codes.append(encode_sequences(self.dynvae, frames)["z_mean"].mean(axis=1))
-        return np.concatenate(codes)
-
-
-@torch.no_grad()
-def encode_factor_dataset(dynvae: torch.nn.Module, dataset: Any,
-                          chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior means ``(S, T, n)`` and factors ``(S, T, K)`` of every sequence of
-    ``dataset``, rendered and encoded ``chunk`` sequences at a time (the frames are never held
-    all at once)."""
-    codes, factors = [], []
-    for start in range(0, len(dataset), chunk):
-        frames, batch_factors = dataset.get_batch(range(start, min(start + chunk, len(dataset))))
-        codes.append(encode_sequences(dynvae, frames)["z_mean"])
-        factors.append(batch_factors.numpy())
-    return np.concatenate(codes), np.concatenate(factors)
-
-
-def code_metrics(codes: np.ndarray, factors: np.ndarray, space: Any, budget: StudyBudget,
-                 seed: int) -> dict[str, Any]:
-    """
-    Codes-vs-factors scores (:func:`~pyro_dynvae.assessment.scoring.score_codes`) of
-    per-frame codes ``(S, T, n)`` against the factors ``(S, T, K)`` of ``space`` (a dataset's
-    ``factor_subset()``), reduced to what a frame shows, with their types: one frame of every
-    sequence, predictors fitted on two thirds of the sequences and scored on the rest.
-
-    :returns: the floats of :data:`~pyro_dynvae.assessment.scoring.SCORE_KEYS`,
-        ``"probes"`` (per factor) and ``"factors"`` (the names scored, in column order).
-    """
-    scores = scoring.score_factor_space(codes, factors, space,
-                                        dci_predictor=budget.dci_predictor, random_state=seed)
-    return {key: scores[key] for key in (*scoring.SCORE_KEYS, "probes", "factors")}
-
-
-def intervention_metrics(dynvae: torch.nn.Module, sampler: Any, budget: StudyBudget,
-                         seed: int) -> dict[str, float]:
-    """BetaVAE and FactorVAE scores (evaluation accuracy) at the budget's sample sizes."""
-    representation = FrameRepresentation(dynvae)
-    sizes = {"batch_size": budget.intervention_batch_size,
-             "num_train": budget.intervention_num_train,
-             "num_eval": budget.intervention_num_eval, "random_state": seed}
-    beta = metrics.beta_vae_score(representation, sampler, **sizes)
-    factor = metrics.factor_vae_score(representation, sampler,
-                                      num_variance_estimate=budget.variance_estimate, **sizes)
-    return {"beta_vae": beta["eval_accuracy"], "factor_vae": factor["eval_accuracy"],
-            "factor_vae_active_dims": factor["num_active_dims"]}
-
-
-def dynamics_diagnostics(encoded: dict[str, np.ndarray], factors: np.ndarray,
-                         factor_names: Sequence[str]) -> dict[str, Any]:
-    """Eigenvalue bimodality (models with transition eigenvalues) and the object/background
-    overlap (datasets with a background factor); NaN where they do not apply."""
-    result: dict[str, Any] = {"eig_bimodality": math.nan, "eig_separation": math.nan,
-                              "overlap": math.nan}
-    if "eigenvalues" in encoded:
-        bimodality = metrics.eigenvalue_bimodality(encoded["eigenvalues"])
-        result.update(eig_bimodality=bimodality["bimodality_coefficient"],
-                      eig_separation=bimodality["separation"],
-                      static_latents=bimodality["static_latents"],
-                      dynamic_latents=bimodality["dynamic_latents"],
-                      eig_mean_abs_deviation=bimodality["mean_abs_deviation"])
-    background = [i for i, name in enumerate(factor_names) if name in BACKGROUND_FACTORS]
-    if background:
-        objects = [i for i in range(len(factor_names)) if i not in background]
-        overlap = metrics.object_background_overlap(encoded["z_mean"], factors, objects,
-                                                    background)
-        result.update(overlap=overlap["overlap"], object_latents=overlap["object_latents"],
-                      background_latents=overlap["background_latents"])
-    return result
-
-
 def study_judge(out: str | os.PathLike, dataset: str, budget: StudyBudget) -> Judge:
     """The judge of a study dataset, trained once into ``out/judges`` (``budget.judge_steps``
     steps on frames of the training split, held out on the scored sequences) and loaded from
@@ -372,49 +171,6 @@ def study_judge(out: str | os.PathLike, dataset: str, budget: StudyBudget) -> Ju
     train_data, _ = make_datasets(dataset, budget)
     return protocol_judge(train_data, make_score_dataset(dataset, budget),
                           cache_dir=Path(out) / "judges", steps=budget.judge_steps)
-
-
-def score_cell(dynvae: torch.nn.Module, test_data: Any, config: TrainConfig,
-               budget: StudyBudget, *, judge: Judge | None = None,
-               figure_path: str | os.PathLike | None = None,
-               ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """
-    Every score of a trained model on held-out sequences: the codes-vs-factors scores and the
-    static/dynamic protocol on the :func:`make_score_dataset` sequences, the rest on
-    ``test_data``.
-
-    :param Judge judge: the dataset's judge (:func:`study_judge`); None: no protocol.
-    :param figure_path: where the protocol saves its figure of swapped sequences.
-    :returns: ``(scores, encoded)``: a flat dict of floats (see :data:`~.report.COLUMNS` and
-        :data:`~.report.PROTOCOL_COLUMNS`) plus the diagnostics' latent groups and the protocol's
-        details (``"static_dynamic"``, or its refusal of the judge), and the encoded arrays
-        (codes, eigenvalues, prior scales).
-    """
-    dynvae.eval()
-    frames, all_factors = test_data.get_batch(range(len(test_data)))
-    sampler = test_data.factor_subset()
-    columns = [test_data.factor_index(name) for name in sampler.factor_names]
-    factors = all_factors[..., columns].numpy()
-    encoded = encode_sequences(dynvae, frames)
-    score_data = make_score_dataset(config.dataset, budget)
-    score_codes, score_factors = encode_factor_dataset(dynvae, score_data)
-    scores = code_metrics(score_codes, score_factors[..., columns], sampler, budget,
-                          config.seed)
-    scores.update(intervention_metrics(dynvae, sampler, budget, config.seed))
-    scores.update(dynamics_diagnostics(encoded, factors, sampler.factor_names))
-    quality = evaluate(dynvae, test_data, batch_size=config.batch_size,
-                       forecast_horizon=config.forecast_horizon, seed=config.seed)
-    scores.update({key: quality[key] for key in ("recon_mse", "forecast_mse",
-                                                 "forecast_vs_best_baseline", "elbo")})
-    scores["forecast_best_baseline"] = quality["forecast"]["best_baseline"]
-    scores["forecast_object_vs_best_baseline"] = quality["forecast"][
-        "object_ratio_to_best_baseline"]
-    if judge is not None:
-        report = static_dynamic_report(dynvae, score_data, judge, seed=config.seed,
-                                       num_pairs=budget.protocol_pairs, figure_path=figure_path)
-        scores["static_dynamic"] = report
-        scores.update(report.get("summary", {}))
-    return scores, encoded
 
 
 @contextlib.contextmanager
@@ -473,8 +229,8 @@ def run_cell(dataset: str, variant: str, seed: int, budget: StudyBudget,
         raise RuntimeError(f"training of {path} stopped at step {module.trainer.global_step}"
                            f" of {config.max_steps}; rerun the study to resume it")
     dynvae = module.dynvae.to("cuda" if torch.cuda.is_available() else "cpu")
-    scores, encoded = score_cell(dynvae, test_data, config, budget, judge=judge,
-                                 figure_path=path / "swaps.png")
+    scores, encoded = score_cell(dynvae, test_data, make_score_dataset(dataset, budget), config,
+                                 budget, judge=judge, figure_path=path / "swaps.png")
     for key in ("eigenvalues", "prior_scales"):
         if key in encoded:
             np.save(path / f"{key}.npy", encoded[key])
