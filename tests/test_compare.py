@@ -181,13 +181,16 @@ def test_aggregate_mean_and_sample_std_over_finished_seeds():
 
 def test_protocol_table_shows_each_score_beside_its_chance_level():
     results = [make_result("vae", seed, swap_static_accuracy=value, swap_static_chance=0.25,
-                           split_agreement=0.5, split_agreement_chance=0.5)
+                           split_agreement=0.5, split_agreement_chance=0.5,
+                           eig_bimodality=0.6 + 0.1 * seed)
                for seed, value in enumerate([0.3, 0.5])]
     rows = report.aggregate(results, ["sprites"], ["vae"])
     lines = report._protocol_table(rows)
     assert lines[3].startswith("| variant | swap: static | swap: dynamic |")
+    assert lines[3].endswith("| eig BC |")
     assert lines[-1].startswith("| vae | 0.400 ± 0.141 (0.25) | n/a | n/a | n/a | "
                                 "0.500 ± 0.000 (0.50) |")
+    assert lines[-1].endswith("| 0.650 ± 0.071 |")  # no chance level in brackets
 
 
 def test_scaled_budget():

@@ -164,11 +164,13 @@ def write_tables(rows: Sequence[dict[str, Any]], out: Path, header: str,
 
 
 def _protocol_table(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Markdown lines of one dataset's static/dynamic protocol: each column's mean ± std over
-    seeds with its chance level (mean over seeds) in brackets."""
-    lines = ["", "Static/dynamic protocol (judge's accuracy, chance in brackets):", "",
-             "| variant | " + " | ".join(PROTOCOL_COLUMNS.values()) + " |",
-             "|---|" + "---|" * len(PROTOCOL_COLUMNS)]
+    """Markdown lines of one dataset's headline: each static/dynamic protocol column's mean ±
+    std over seeds with its chance level (mean over seeds) in brackets, and the eigenvalue
+    bimodality (the seed's second question: do the eigenvalues fall into two groups?)."""
+    lines = ["", "Static/dynamic protocol (judge's accuracy, chance in brackets) and the "
+             "eigenvalues' bimodality (eig BC, above 5/9: two groups):", "",
+             "| variant | " + " | ".join(PROTOCOL_COLUMNS.values()) + " | eig BC |",
+             "|---|" + "---|" * (len(PROTOCOL_COLUMNS) + 1)]
     for row in rows:
         cells = []
         for key, chance in PROTOCOL_CHANCE.items():
@@ -176,6 +178,7 @@ def _protocol_table(rows: Sequence[dict[str, Any]]) -> list[str]:
             if not math.isnan(row[f"{chance}_mean"]):
                 cell += f" ({row[f'{chance}_mean']:.2f})"
             cells.append(cell)
+        cells.append(_format(row["eig_bimodality_mean"], row["eig_bimodality_std"]))
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
     refused = sum(row.get("protocol_refused", 0) for row in rows)
     if refused:

@@ -391,8 +391,8 @@ def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
         "",
         f"Budget: {json.dumps(study['budget'], sort_keys=True)}",
         f"Datasets: {json.dumps({d: STUDY_DATASETS[d] for d in datasets}, sort_keys=True)}; "
-        "model options of every variant (the datasets' defaults): "
-        f"{json.dumps({d: model_options(d) for d in datasets}, sort_keys=True)}.",
+        "model options of every variant (the datasets' defaults when the study began): "
+        f"{json.dumps({d: study['model_options'][d] for d in datasets}, sort_keys=True)}.",
         f"Variants: {', '.join(variants)}; seeds: {', '.join(map(str, seeds))}. "
         "Entries: mean ± std (ddof=1) over the seeds that finished (`ok`/`seeds`).",
         "",
