@@ -145,6 +145,7 @@ def train_config(dataset: str, variant: str, seed: int,
     spec = STUDY_DATASETS[dataset]
     return TrainConfig(
         variant=variant,
+        model_overrides={},  # the dataset's defaults, not TrainConfig's (the example's) choices
         dataset=dataset,
         dataset_options=dict(spec["options"]),
         num_sequences=budget.num_train_sequences,
