@@ -157,6 +157,18 @@ def test_resume_rejects_changes_to_the_model_or_data(tmp_path):
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
+def test_resume_with_a_tuple_option_is_no_change(tmp_path):
+    # config.json stores (1.0, 1.5) as [1.0, 1.5]; the same options resumed change nothing
+    options = {"scale_range": (1.0, 1.5)}
+    run_dir = tmp_path / "run"
+    train(small_config(dataset_options=options), run_dir, enable_progress_bar=False)
+    train(small_config(dataset_options=options, max_steps=3), run_dir, resume=True,
+          enable_progress_bar=False)
+    assert saved_config(run_dir)["history"] == [{"resumed_at_step": 2,
+                                                 "changes": {"max_steps": [2, 3]}}]
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+
 def test_resumable_options_are_config_fields():
     assert set(RESUMABLE) < {field for field in TrainConfig.__dataclass_fields__}
 
