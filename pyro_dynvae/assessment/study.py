@@ -90,6 +90,10 @@ DEFAULT_VARIANTS = ("hierarchical", "slow_l1", "vae", "slowvae", "dsvae")
 #: the training seeds of a study unless told otherwise
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
+#: model options every cell adds to its dataset's defaults: the conv decoder, whose encoder
+#: mirror the supervised ceilings of :mod:`.datasets` were measured with, on both datasets
+STUDY_MODEL_OPTIONS = {"architecture": "conv"}
+
 #: the model every other is compared with, seed by seed (:func:`~.report.paired_rows`)
 REFERENCE_VARIANT = "hierarchical"
 
@@ -141,11 +145,12 @@ def train_config(dataset: str, variant: str, seed: int,
                  budget: StudyBudget) -> TrainConfig:
     """The :class:`~pyro_dynvae.config.TrainConfig` of one cell: the dataset's
     :data:`~.datasets.STUDY_DATASETS` spec and its default model options
-    (:func:`pyro_dynvae.defaults.model_options`, the same as ``pyro-dynvae train``'s)."""
+    (:func:`pyro_dynvae.defaults.model_options`, the same as ``pyro-dynvae train``'s) with
+    :data:`STUDY_MODEL_OPTIONS`."""
     spec = STUDY_DATASETS[dataset]
     return TrainConfig(
         variant=variant,
-        model_overrides={},  # the dataset's defaults, not TrainConfig's (the example's) choices
+        model_overrides=dict(STUDY_MODEL_OPTIONS),
         dataset=dataset,
         dataset_options=dict(spec["options"]),
         num_sequences=budget.num_train_sequences,
@@ -367,7 +372,8 @@ def _record_study(out: Path, budget: StudyBudget, command: str | None) -> None:
     """
     study_path = out / "study.json"
     study = {"budget": dataclasses.asdict(budget), "datasets": STUDY_DATASETS,
-             "model_options": {name: model_options(name) for name in STUDY_DATASETS},
+             "model_options": {name: model_options(name, STUDY_MODEL_OPTIONS)
+                               for name in STUDY_DATASETS},
              "invocations": []}
     if study_path.exists():
         study = json.loads(study_path.read_text())
@@ -392,7 +398,8 @@ def _study_header(out: Path, budget: StudyBudget, datasets: Sequence[str],
         "",
         f"Budget: {json.dumps(study['budget'], sort_keys=True)}",
         f"Datasets: {json.dumps({d: STUDY_DATASETS[d] for d in datasets}, sort_keys=True)}; "
-        "model options of every variant (the datasets' defaults when the study began): "
+        "model options of every variant (the datasets' defaults with the study's own, as "
+        "recorded when the study began): "
         f"{json.dumps({d: study['model_options'][d] for d in datasets}, sort_keys=True)}.",
         f"Variants: {', '.join(variants)}; seeds: {', '.join(map(str, seeds))}. "
         "Entries: mean ± std (ddof=1) over the seeds that finished (`ok`/`seeds`).",
