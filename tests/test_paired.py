@@ -62,3 +62,15 @@ def test_study_cells_pair_by_seed():
     assert "hierarchical minus each model" in lines[1]
     assert lines[-1].startswith("| vae | 2 | n/a |") and "+0.075 [" in lines[-1]
     assert report.paired_rows(results, "sprites", "dsvae", ["vae"])["differences"] == {}
+
+
+def test_write_figures_draws_every_dataset(tmp_path):
+    results = [{**make_result("hierarchical", 0, mig=0.1), "dataset": name}
+               for name in ("sprites", "moving_mnist")]
+    rows = report.aggregate(results, ["sprites", "moving_mnist"], ["hierarchical"])
+    eigenvalues = np.random.default_rng(0).normal(1.0, 0.1, size=(4, 3, 2))
+    panels = {name: [("hierarchical", 0, eigenvalues)] for name in ("sprites", "moving_mnist")}
+    paths = report.write_figures(tmp_path, rows, panels)
+    assert sorted(path.name for path in paths) == [
+        "eigenvalues_moving_mnist.png", "eigenvalues_sprites.png",
+        "metrics_moving_mnist.png", "metrics_sprites.png"]

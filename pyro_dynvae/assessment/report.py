@@ -272,9 +272,9 @@ def write_figures(out: Path, rows: Sequence[dict[str, Any]],
         panels = eigenvalues.get(dataset, [])
         if panels:
             fig = Figure(figsize=(max(5.0, 3.2 * len(panels)), 3.0))
-            for index, (variant, seed, eigenvalues) in enumerate(panels):
+            for index, (variant, seed, values) in enumerate(panels):
                 ax = fig.add_subplot(1, len(panels), index + 1)
-                counts, edges = metrics.eigenvalue_histograms(eigenvalues, bins=30)
+                counts, edges = metrics.eigenvalue_histograms(values, bins=30)
                 for latent, column in enumerate(counts):
                     ax.stairs(column, edges, label=str(latent))
                 ax.axvline(1.0, color="k", lw=0.8, ls=":")
