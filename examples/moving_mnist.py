@@ -10,7 +10,7 @@ Bernoulli likelihood, the KL annealed over the first 1000 of 2000 steps.
 
 Run from the repository root (after ``pip install -e .``)::
 
-    python examples/moving_mnist.py            # the default run: about 5 minutes on 2 CPU cores
+    python examples/moving_mnist.py            # the default run: about 7 minutes on 2 CPU cores
     python examples/moving_mnist.py --quick    # a smoke run of about a minute
 
 Everything goes into one run folder (``--run-dir``): ``config.json``, ``checkpoints/``,
