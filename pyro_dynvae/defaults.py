@@ -7,7 +7,7 @@ Each dataset gets the likelihood that is a proper, sensible density for its fram
   discrete likelihood, so the ELBO is at most 0), drawn by the spatial broadcast decoder
   (``architecture="broadcast"``, :class:`~pyro_dynvae.nets.ConvDecoder`): a latent can move the
   digit by being compared with the grid's coordinates, so the dynamics' linear extrapolation
-  moves it too. On the example's run (16 latents, 2000 steps, seed 0, scratch loop) its 3-frame forecast had
+  moves it too. On the example's data (16 latents, 2000 steps, seed 0) its 3-frame forecast had
   MSE 0.0157 against 0.0208 for the best baseline (the mean frame); the conv decoder's 0.0217
   to 0.0246 lost to the mean frame. It keeps the digit's shape worse (a digit classifier read
   0.54 of its reconstructions, the conv decoder's 0.61-0.73): see the README's example section;
