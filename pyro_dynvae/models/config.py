@@ -48,7 +48,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .options import FRAME_CHOICES, FRAME_POSITIVE, FRAME_TUPLES, check_options, options_dict
+from .options import (
+    FRAME_CHOICES,
+    FRAME_POSITIVE,
+    FRAME_TUPLES,
+    FrameOptions,
+    check_options,
+    options_dict,
+)
 
 __all__ = ["DynamicsVAEConfig", "VARIANTS"]
 
@@ -73,7 +80,7 @@ _POSITIVE = (
 
 
 @dataclass(frozen=True)
-class DynamicsVAEConfig:
+class DynamicsVAEConfig(FrameOptions):
     """All options of the dynamics VAE (one flat, JSON-serialisable record).
 
     Data: ``image_size``, ``channels`` (frames ``(B, T, channels, image_size, image_size)``),
@@ -143,14 +150,6 @@ class DynamicsVAEConfig:
     potential_rank: int = 0
     precision_floor: float = 1e-3
     kl_scale: float = 1.0
-    likelihood: str = "gaussian"
-    observation_scale: float = 0.1
-    learn_observation_scale: bool = False
-    architecture: str = "conv"
-    conv_channels: tuple[int, ...] = (16, 32, 32, 64)
-    feature_dim: int = 128
-    encoder_hidden: tuple[int, ...] = (64,)
-    decoder_hidden: tuple[int, ...] = (64,)
     dynamics_hidden: int = 64
 
     def __post_init__(self):

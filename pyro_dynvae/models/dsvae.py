@@ -77,6 +77,7 @@ from .options import (
     FRAME_CHOICES,
     FRAME_POSITIVE,
     FRAME_TUPLES,
+    FrameOptions,
     check_options,
     options_dict,
     replace_options,
@@ -98,7 +99,7 @@ _POSITIVE = (*FRAME_POSITIVE, "rnn_hidden", "precision_floor")
 
 
 @dataclass(frozen=True)
-class DSVAEConfig:
+class DSVAEConfig(FrameOptions):
     """All options of DSVAE (one flat, JSON-serialisable record).
 
     Data: ``image_size``, ``channels``, ``num_sequences`` as for
@@ -133,14 +134,6 @@ class DSVAEConfig:
     static_dim: int | None = None
     rnn_hidden: int = 64
     precision_floor: float = 1e-3
-    likelihood: str = "gaussian"
-    observation_scale: float = 0.1
-    learn_observation_scale: bool = False
-    architecture: str = "conv"
-    conv_channels: tuple[int, ...] = (16, 32, 32, 64)
-    feature_dim: int = 128
-    encoder_hidden: tuple[int, ...] = (64,)
-    decoder_hidden: tuple[int, ...] = (64,)
 
     def __post_init__(self):
         if self.variant != "dsvae":

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "FRAME_CHOICES",
+    "FrameOptions",
     "FRAME_POSITIVE",
     "FRAME_TUPLES",
     "check_options",
@@ -24,6 +25,25 @@ FRAME_CHOICES: dict[str, tuple] = {
 }
 FRAME_POSITIVE = ("image_size", "channels", "latent_dim", "observation_scale", "feature_dim")
 FRAME_TUPLES = ("conv_channels", "encoder_hidden", "decoder_hidden")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameOptions:
+    """The options of the frames' networks and likelihood that every model configuration has
+    (its base class): ``likelihood`` (``"bernoulli"`` on frames binarised at 0.5,
+    ``"gaussian"`` with ``observation_scale``, learned when ``learn_observation_scale``, or
+    ``"continuous_bernoulli"``), ``architecture`` (:data:`FRAME_CHOICES`), the conv widths
+    ``conv_channels``, the encoder's ``feature_dim`` and the MLP widths ``encoder_hidden`` and
+    ``decoder_hidden`` (:mod:`~pyro_dynvae.models.frames`)."""
+
+    likelihood: str = "gaussian"
+    observation_scale: float = 0.1
+    learn_observation_scale: bool = False
+    architecture: str = "conv"
+    conv_channels: tuple[int, ...] = (16, 32, 32, 64)
+    feature_dim: int = 128
+    encoder_hidden: tuple[int, ...] = (64,)
+    decoder_hidden: tuple[int, ...] = (64,)
 
 
 def check_options(
