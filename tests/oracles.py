@@ -74,3 +74,11 @@ class RendererModel:
             codes[..., self.static_columns] = torch.randn(
                 num_sequences, 1, len(self.static_columns)).expand(-1, num_frames, -1)
         return codes
+
+
+def unused_parameters(model, frames) -> list[str]:
+    """Names of the ELBO's parameters that get no gradient from one loss on ``frames`` (an
+    unused parameter breaks DDP)."""
+    loss_fn = model.make_elbo()(model.model, model.guide)
+    loss_fn(frames).backward()
+    return [name for name, p in loss_fn.named_parameters() if p.grad is None]
