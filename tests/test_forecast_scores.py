@@ -31,9 +31,11 @@ def test_blank_frame_beats_a_forecast_in_the_wrong_place():
     assert scores["mse"]["mean_frame"] == pytest.approx((16 * 0.5625 + 48 * 0.0625) / 256)
     assert scores["best_baseline"] == "mean_frame"
     assert scores["ratio_to_best_baseline"] == pytest.approx(32 / 12)
-    # on object pixels: blank is wrong on the target's 16 pixels, the model on its 32 pixels
+    # on the target's 16 object pixels: blank and the misplaced square miss every one, the
+    # mean frame is 1/4 bright there
     assert scores["object_mse"]["blank"] == pytest.approx(1.0)
     assert scores["object_mse"]["model"] == pytest.approx(1.0)
+    assert scores["object_mse"]["mean_frame"] == pytest.approx(0.5625)
     assert not scores["beats_baselines"]
     assert set(scores["mse"]) == {"model", *BASELINES}
     assert scores["versions"] == library_versions()
@@ -50,6 +52,36 @@ def test_a_half_intensity_forecast_at_the_right_place_beats_every_baseline():
     assert scores["beats_baselines"]
     perfect = forecast_scores(context, future, future)
     assert perfect["ratio_to_best_baseline"] == 0.0 and perfect["beats_baselines"]
+
+
+def test_a_sharp_forecast_one_pixel_off_beats_the_blur_of_the_mean_frame():
+    # the square forecast one pixel to the right of where it is: it misses 4 of the 16 object
+    # pixels and lights 4 background pixels; the mean frame is a quarter-bright smear
+    frames = square_frames([0, 4, 8, 12])
+    context, future = frames[:, :2], frames[:, 2:]
+    shifted = np.roll(future, 1, axis=-1)
+    scores = forecast_scores(context, future, shifted)
+    assert scores["object_mse"]["model"] == pytest.approx(4 / 16)
+    assert scores["object_mse"]["mean_frame"] == pytest.approx(0.5625)
+    assert scores["best_object_baseline"] == "mean_frame"
+    assert scores["mse"]["model"] == pytest.approx(8 / 256)
+    assert scores["beats_baselines"]
+
+
+def test_neither_a_haze_nor_drawing_everywhere_wins():
+    frames = square_frames([0, 4, 8, 12])
+    context, future = frames[:, :2], frames[:, 2:]
+    # a faint haze over the right forecast leaves its error on the object's pixels as it was
+    hazy = np.clip(future + 0.2, 0.0, 1.0)
+    assert forecast_scores(context, future, hazy)["object_mse"]["model"] == pytest.approx(0.0)
+    haze_alone = forecast_scores(context, future, np.full_like(future, 0.2))
+    assert haze_alone["object_mse"]["model"] == pytest.approx(0.64)
+    assert not haze_alone["beats_baselines"]
+    # a white canvas is exact on the object's pixels and wrong everywhere else
+    white = forecast_scores(context, future, np.ones_like(future))
+    assert white["object_mse"]["model"] == 0.0
+    assert white["mse"]["model"] == pytest.approx(240 / 256)
+    assert not white["beats_baselines"]
 
 
 def test_mean_frame_and_background_baselines():

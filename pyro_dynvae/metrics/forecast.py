@@ -10,18 +10,23 @@ is scored beside
   the dataset draws at the predicted times);
 - ``mean_frame``: the mean training frame (per pixel);
 
-by the per-pixel mean squared error over all pixels, and over the *object's* pixels: for each
-forecast ``\hat x`` (the model's or a baseline's) the pixels where the target or ``\hat x``
-departs from the background by more than a threshold,
+by the per-pixel mean squared error over all pixels, and over the *object's* pixels: the
+pixels where the target departs from the background by more than a threshold, one set for every
+forecast compared,
 
 .. math::
 
-    M = \{ p : |x_p - b_p| > \tau \ \text{or}\ |\hat x_p - b_p| > \tau \}, \qquad
-    \mathrm{MSE}_{\mathrm{object}} = \frac{1}{|M|} \sum_{p \in M} (\hat x_p - x_p)^2,
+    M = \{ p : |x_p - b_p| > \tau \}, \qquad
+    \mathrm{MSE}_{\mathrm{object}} = \frac{1}{|M|} \sum_{p \in M} (\hat x_p - x_p)^2 .
 
-so a forecast cannot win by drawing nothing (the blank frame's object error is the object's full
-energy) nor by drawing everywhere. The model beats the baselines only if its error is below the
-best baseline's on both.
+A forecast cannot win by drawing nothing (the blank frame's object error is the object's full
+energy) nor by drawing everywhere (it then loses over all pixels); the model beats the baselines
+only if its error is below the best baseline's on both. The mask is the target's alone: a mask
+that also held the pixels where each forecast departs from the background (tried first) rewards
+a haze, because every faint pixel of it joins the mask with a small error and dilutes the error
+on the object (the mean frame scored 0.088 there against 0.214 for a model whose forecast
+follows the digit, and a model with a faint grey background, whose mask is the whole canvas,
+scored its all-pixel error).
 """
 
 from __future__ import annotations
@@ -38,9 +43,7 @@ __all__ = ["BASELINES", "forecast_scores"]
 BASELINES = ("copy_last", "blank", "mean_frame")
 
 
-def _object_mse(prediction: np.ndarray, target: np.ndarray, background: np.ndarray,
-                threshold: float) -> float:
-    mask = (np.abs(target - background) > threshold) | (np.abs(prediction - background) > threshold)
+def _object_mse(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
     if not mask.any():
         return 0.0
     return float(np.mean((prediction - target)[mask] ** 2))
@@ -64,8 +67,8 @@ def forecast_scores(
         (None: zeros, an empty black canvas).
     :param mean_frame: the mean training frame ``(C, H, W)`` (None: the mean of ``context``
         and ``future``, an oracle that is at least as strong).
-    :param float threshold: ``tau``, the departure from the background that marks an object
-        pixel.
+    :param float threshold: ``tau``, the target's departure from the background that marks an
+        object pixel.
     :returns: ``{"mse": {name: float}, "object_mse": {name: float}}`` for ``name`` in
         ``("model", *BASELINES)``, ``"best_baseline"`` and ``"best_object_baseline"`` (the names
         with the smallest errors), ``"ratio_to_best_baseline"`` and
@@ -100,8 +103,8 @@ def forecast_scores(
         "mean_frame": np.broadcast_to(mean_frame, future.shape),
     }
     mse = {name: float(np.mean((value - future) ** 2)) for name, value in predictions.items()}
-    object_mse = {name: _object_mse(value, future, background, threshold)
-                  for name, value in predictions.items()}
+    mask = np.abs(future - background) > threshold
+    object_mse = {name: _object_mse(value, future, mask) for name, value in predictions.items()}
     scores: dict[str, Any] = {"mse": mse, "object_mse": object_mse}
     for prefix, errors in (("", mse), ("object_", object_mse)):
         best = min(BASELINES, key=errors.__getitem__)
