@@ -31,6 +31,10 @@ from pyro_dynvae.metrics.digit_reading import digit_reading
 from pyro_dynvae.run_folder import versions, write_json
 from pyro_dynvae.viz import save_run_figures
 
+#: Monte Carlo samples of the predictive mean that every scored forecast is (the forecast that
+#: minimises the expected squared error under the model; see ``DynamicsVAE.forecast``)
+FORECAST_SAMPLES = 32
+
 #: most pairs of held-out sequences of the static/dynamic protocol in :func:`finish_run`
 PROTOCOL_PAIRS = 256
 
@@ -58,7 +62,8 @@ def batch_metrics(
     - ``elbo``: one-sample Monte Carlo ELBO per sequence, ``-loss_fn(frames)`` divided by
       :func:`loss_scale`;
     - ``recon_mse``: mean squared error of ``dynvae.reconstruct(frames)`` per pixel;
-    - ``forecast_mse``: per-pixel MSE of ``dynvae.forecast(frames[:, :T-k], k)`` against the
+    - ``forecast_mse``: per-pixel MSE of the predictive mean
+      ``dynvae.forecast(frames[:, :T-k], k, FORECAST_SAMPLES)`` against the
       last ``k`` true frames, and ``forecast_vs_best_baseline``, its ratio to the best of the
       copy-last, blank and mean frames (:func:`~pyro_dynvae.metrics.forecast_scores`, with the
       batch's own mean frame).
@@ -80,6 +85,7 @@ def forecast_errors(
     *,
     background: torch.Tensor | None = None,
     mean_frame: torch.Tensor | None = None,
+    num_samples: int = FORECAST_SAMPLES,
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """
     Observe ``frames[:, :T-k]``, forecast ``k = forecast_horizon`` frames, and score them
@@ -88,12 +94,14 @@ def forecast_errors(
 
     :param background: the background at the forecast times ``(B, k, C, H, W)`` (None: black).
     :param mean_frame: the mean training frame ``(C, H, W)`` (None: the mean of ``frames``).
+    :param int num_samples: Monte Carlo samples of the predictive mean (0: the point forecast,
+        see ``dynvae.forecast``).
     :returns: ``(scores, forecast)``: the scores of
         :func:`~pyro_dynvae.metrics.forecast_scores` and the forecast ``(B, k, C, H, W)``.
     """
     num_observed = frames.shape[1] - forecast_horizon
     context, future = frames[:, :num_observed], frames[:, num_observed:]
-    forecast = dynvae.forecast(context, forecast_horizon)
+    forecast = dynvae.forecast(context, forecast_horizon, num_samples)
     if mean_frame is None:
         mean_frame = frames.mean((0, 1))
     scores = forecast_scores(
@@ -141,7 +149,8 @@ def evaluate(
 
     - ``elbo`` (per sequence, one-sample Monte Carlo) and ``recon_mse`` (per pixel), averaged
       over the sequences;
-    - ``forecast``: :func:`~pyro_dynvae.metrics.forecast_scores` of forecasts of the last
+    - ``forecast``: :func:`~pyro_dynvae.metrics.forecast_scores` of forecasts (predictive means
+      over :data:`FORECAST_SAMPLES` samples) of the last
       ``forecast_horizon`` frames of every sequence from the frames before them, against the
       copy-last frame, the blank frame (the dataset's background where it has one, from
       :func:`background_frames`) and ``mean_frame`` (the mean training frame; None: the mean
@@ -167,7 +176,8 @@ def evaluate(
             totals["recon_mse"] += float(recon_error) * num_sequences
             context = frames[:, : frames.shape[1] - forecast_horizon]
             pieces["frames"].append(frames.cpu())
-            pieces["forecast"].append(dynvae.forecast(context, forecast_horizon).cpu())
+            forecast = dynvae.forecast(context, forecast_horizon, FORECAST_SAMPLES)
+            pieces["forecast"].append(forecast.cpu())
             if isinstance(batch, (tuple, list)):
                 background = background_frames(dataset, batch[1][:, -forecast_horizon:])
             else:
@@ -357,7 +367,11 @@ def finish_run(
     if isinstance(val_data, MovingMNIST):
         metrics["digit_reading"] = digit_report(dynvae, val_data, batch_size=config.batch_size)
     figures = save_run_figures(
-        dynvae, val_data, run_dir / "figures", forecast_horizon=config.forecast_horizon
+        dynvae,
+        val_data,
+        run_dir / "figures",
+        forecast_horizon=config.forecast_horizon,
+        forecast_samples=FORECAST_SAMPLES,
     )
     metrics["figures"] = [str(path.relative_to(run_dir)) for path in figures]
     swaps = run_dir / "figures" / "swaps.png"

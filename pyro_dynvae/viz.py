@@ -261,6 +261,7 @@ def save_run_figures(
     *,
     forecast_horizon: int = 5,
     num_sequences: int = 4,
+    forecast_samples: int = 0,
 ) -> list[Path]:
     """
     Draw every figure the model supports on the first ``num_sequences`` held-out sequences (the
@@ -269,6 +270,8 @@ def save_run_figures(
     ``eigenvalues.png`` and ``prior_scales.png``; and ``traversals.png`` around the first
     frame's posterior mean.
 
+    :param int forecast_samples: the forecasts drawn are predictive means over this many
+        samples (0: point forecasts; see ``dynvae.forecast``).
     :returns: the paths written.
     """
     out_dir = Path(out_dir)
@@ -283,7 +286,7 @@ def save_run_figures(
         plot_forecasts(
             context,
             shown[:, num_frames - forecast_horizon :],
-            dynvae.forecast(context, forecast_horizon),
+            dynvae.forecast(context, forecast_horizon, forecast_samples),
             out_dir / "forecasts.png",
         ),
     ]

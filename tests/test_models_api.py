@@ -152,6 +152,48 @@ def test_forecast_rolls_the_last_inferred_transition():
         assert torch.allclose(dynvae.forecast(frames, 3), torch.stack(expected, 1), atol=1e-6)
 
 
+def test_predictive_mean_forecast_of_an_affine_decoder_is_the_point_forecast():
+    # with an affine decoder (Gaussian means) E[decode(z)] = decode(E[z]), and the dynamics are
+    # linear given theta: the Monte Carlo predictive mean converges to the point forecast
+    torch.manual_seed(0)
+    dynvae = build_model("unconstrained", **{**TINY, "likelihood": "gaussian"}, decoder_hidden=())
+    frames = torch.rand(2, 6, 1, 4, 4)
+    point = dynvae.forecast(frames, 3)
+    predictive = dynvae.forecast(frames, 3, num_samples=20000)
+    # the decoder's weights are O(0.5) and the states' spread O(1): standard error ~0.01
+    assert (predictive - point).abs().max() < 0.05
+    assert not torch.equal(predictive, point)
+
+
+def test_predictive_mean_forecast_matches_a_dense_monte_carlo_reference():
+    # reference: the last state drawn from the dense posterior marginal N(mean, Sigma_{T-1}),
+    # propagated with the transition noise, decoded through the sigmoid and averaged
+    torch.manual_seed(1)
+    dynvae = build_model("unconstrained", **TINY)
+    frames = torch.rand(2, 6, 1, 4, 4)
+    summary, posterior = dynvae._posterior(frames)
+    transitions = dynvae.guide.transitions
+    state_dim = transitions.state_dim
+    covariance = posterior.covariance_matrix[..., -state_dim:, -state_dim:]
+    mean = posterior.mean[:, -1]
+    theta = summary["dynamics"][:, -1]
+    noise = transitions.step_noise_scale(mean)
+    num_samples = 20000
+    state = dist.MultivariateNormal(mean, covariance).sample((num_samples,))
+    expected = []
+    for _ in range(2):
+        state = transitions.propagate(theta, state) + noise * torch.randn_like(state)
+        expected.append(dynvae.model.decoder(transitions.positions(state)).sigmoid().mean(0))
+    expected = torch.stack(expected, 1)
+    predictive = dynvae.forecast(frames, 2, num_samples=num_samples)
+    # probabilities: standard error below 0.5 / sqrt(20000) ~ 0.004 per pixel, for each estimate
+    assert (predictive - expected).abs().max() < 0.02
+    # the transition noise spreads the forecast: it is not the point forecast
+    assert (predictive - dynvae.forecast(frames, 2)).abs().max() > 0.02
+    with pytest.raises(ValueError, match="num_samples"):
+        dynvae.forecast(frames, 2, num_samples=-1)
+
+
 def test_encode_prior_scales():
     dynvae = build_model("hierarchical", prior_scale=0.2, **TINY)
     scales = dynvae.encode(torch.rand(2, 3, 1, 4, 4))["prior_scales"]

@@ -104,7 +104,7 @@ class TinyDynamicsVAE(torch.nn.Module):
     def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
         return self.decode(self.guide.posterior(frames)[0])
 
-    def forecast(self, frames: torch.Tensor, num_steps: int) -> torch.Tensor:
+    def forecast(self, frames: torch.Tensor, num_steps: int, num_samples: int = 0) -> torch.Tensor:
         z = self.guide.posterior(frames)[0][:, -1]
         future = []
         for _ in range(num_steps):

@@ -226,16 +226,19 @@ class RecurrentPrior(nn.Module):
             samples.append(inputs)
         return torch.cat(samples, dim=1).reshape(*batch_shape, num_frames, self.latent_dim)
 
-    def rollout(self, z: torch.Tensor, num_steps: int) -> torch.Tensor:
-        """The prior's mean path after ``z`` ``(..., T, d_z)``: ``z_{T} = mu_T(z_{<T})``, then
-        ``z_{t+1} = mu_{t+1}(z_{<=t})`` feeding each mean back, ``(..., num_steps, d_z)``."""
+    def rollout(self, z: torch.Tensor, num_steps: int, sample: bool = False) -> torch.Tensor:
+        """The prior's path after ``z`` ``(..., T, d_z)``, ``(..., num_steps, d_z)``: its mean
+        path ``z_{T} = mu_T(z_{<T})``, then ``z_{t+1} = mu_{t+1}(z_{<=t})`` feeding each mean
+        back; with ``sample``, a draw ``z_{t+1} ~ N(mu_{t+1}, sigma_{t+1}^2)`` fed back instead."""
         flat = z.reshape(-1, *z.shape[-2:])
         inputs = torch.cat([flat.new_zeros(flat.shape[0], 1, self.latent_dim), flat], dim=1)
-        loc, _, state = self.step(inputs)
-        path = [loc[:, -1:]]
-        for _ in range(num_steps - 1):
-            loc, _, state = self.step(path[-1], state)
-            path.append(loc)
+        loc, scale, state = self.step(inputs)
+        loc, scale = loc[:, -1:], scale[:, -1:]
+        path = []
+        for step in range(num_steps):
+            path.append(loc + scale * torch.randn_like(loc) if sample else loc)
+            if step < num_steps - 1:
+                loc, scale, state = self.step(path[-1], state)
         return torch.cat(path, dim=1).reshape(*z.shape[:-2], num_steps, self.latent_dim)
 
 
@@ -451,23 +454,36 @@ class DSVAE(nn.Module):
         return self.decode(self.encode(frames)["z_mean"])
 
     @torch.no_grad()
-    def forecast(self, frames: torch.Tensor, num_steps: int) -> torch.Tensor:
+    def forecast(
+        self, frames: torch.Tensor, num_steps: int, num_samples: int = 0
+    ) -> torch.Tensor:
         """Roll the recurrent prior forward from the observed frames and decode.
 
-        The LSTM reads the posterior means of ``z_0..z_{T-1}``, then emits the prior mean of
-        the next ``z`` and feeds it back, ``num_steps`` times, without noise; ``f`` is kept at
-        its posterior mean.
+        With ``num_samples = 0`` (a point forecast) the LSTM reads the posterior means of
+        ``z_0..z_{T-1}``, then emits the prior mean of the next ``z`` and feeds it back,
+        ``num_steps`` times, without noise; ``f`` is kept at its posterior mean. With
+        ``num_samples = S > 0`` it is the Monte Carlo mean of the predictive distribution of the
+        frames (as :meth:`~pyro_dynvae.models.DynamicsVAE.forecast`): ``S`` draws of ``f`` and
+        ``z_{0:T-1}`` from the posteriors, each rolled forward by sampling the prior, decoded
+        and averaged.
 
         :param frames: ``(B, T, C, H, W)``.
         :param int num_steps: ``k >= 1`` frames to predict.
+        :param int num_samples: ``S >= 0`` Monte Carlo samples (0: the point forecast).
         :returns: ``(B, k, C, H, W)``.
         """
         if not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+        if not isinstance(num_samples, int) or num_samples < 0:
+            raise ValueError(f"num_samples must be an int >= 0, got {num_samples!r}")
         check_frames(frames, self.variant_config)
         static, dynamic = self.guide.posteriors(frames)
-        future = self.model.prior.rollout(dynamic.mean, num_steps)
-        return self.decode(frame_codes(static.mean, future))
+        if num_samples == 0:
+            future = self.model.prior.rollout(dynamic.mean, num_steps)
+            return self.decode(frame_codes(static.mean, future))
+        shape = (num_samples,)
+        future = self.model.prior.rollout(dynamic.sample(shape), num_steps, sample=True)
+        return self.decode(frame_codes(static.sample(shape), future)).mean(0)
 
     @torch.no_grad()
     def sample_prior_latents(self, num_sequences: int, num_frames: int) -> torch.Tensor:

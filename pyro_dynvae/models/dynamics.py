@@ -289,17 +289,29 @@ class LatentDynamics(PyroModule):
         """
         if self.kind in ("none", "random_walk"):
             return self.prior(None, num_frames, like).sample((num_sequences,))
-        scales = self.noise_scales()
-        noise = scales["transition_scale"].to(like)
         initial = like.new_ones(self.latent_dim)
         if self.has_velocity:
-            noise = torch.cat([noise, scales["velocity_noise_scale"].to(like)])
-            initial = torch.cat([initial, scales["velocity_init_scale"].to(like)])
+            initial = torch.cat([initial, self.velocity_init_scale.to(like)])
+        noise = self.step_noise_scale(like)
         states = [initial * torch.randn(num_sequences, self.state_dim, dtype=like.dtype,
                                         device=like.device)]
         for step in theta.unbind(-2):
             states.append(self.propagate(step, states[-1]) + noise * torch.randn_like(states[-1]))
         return torch.stack(states, dim=-2)
+
+    def step_noise_scale(self, like: torch.Tensor) -> torch.Tensor | None:
+        """Standard deviations ``(state_dim,)`` of one step's Gaussian noise: ``q`` (and ``r``
+        for the velocities); None for ``"none"`` and ``"random_walk"``, which have no Gaussian
+        transition.
+
+        :param torch.Tensor like: a tensor with the wanted dtype and device.
+        """
+        if self.kind in ("none", "random_walk"):
+            return None
+        noise = self.transition_scale.to(like)
+        if self.has_velocity:
+            noise = torch.cat([noise, self.velocity_noise_scale.to(like)])
+        return noise
 
     def propagate(self, theta: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor:
         """Mean of the state at ``t+1`` given the state ``states`` at ``t`` under the step with

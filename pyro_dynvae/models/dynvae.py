@@ -377,29 +377,59 @@ class DynamicsVAE(nn.Module):
         return self.decode(self.guide.transitions.positions(latent_posterior.mean))
 
     @torch.no_grad()
-    def forecast(self, frames: torch.Tensor, num_steps: int) -> torch.Tensor:
+    def forecast(
+        self, frames: torch.Tensor, num_steps: int, num_samples: int = 0
+    ) -> torch.Tensor:
         """Roll the inferred dynamics forward from the last frame and decode.
 
-        Starts at the posterior mean of the state at ``T-1`` (``z_{T-1}``, and ``v_{T-1}`` with
-        ``velocity``) and applies the last inferred transition ``A_{T-1}`` (at the posterior mean
-        of ``theta_{T-1}``) ``num_steps`` times, without noise: ``z <- A z + v``, ``v <- v``.
+        With ``num_samples = 0`` (a point forecast) it starts at the posterior mean of the state
+        at ``T-1`` (``z_{T-1}``, and ``v_{T-1}`` with ``velocity``) and applies the last inferred
+        transition ``A_{T-1}`` (at the posterior mean of ``theta_{T-1}``) ``num_steps`` times,
+        without noise: ``z <- A z + v``, ``v <- v``.
+
+        With ``num_samples = S > 0`` it returns the mean of the model's predictive distribution
+        of the frames, estimated by Monte Carlo: ``S`` states drawn from
+        ``q(z_{T-1}, v_{T-1} | x)``, each propagated with the transition noise
+        (``z <- A z + v + q eps``, ``v <- v + r eps'``), decoded, and averaged,
+
+        .. math:: \\hat x_{T-1+k} = \\frac{1}{S} \\sum_s \\mathbb{E}[x \\mid
+            z^{(s)}_{T-1+k}], \\qquad z^{(s)} \\sim p(z_{T-1+k} \\mid z_{T-1}) \\,
+            q(z_{T-1} \\mid x_{0:T-1}),
+
+        the forecast that minimises the expected squared error under the model: where the
+        model is sure it is sharp, where it is not it spreads the object over the places the
+        model thinks it can be.
+
         Models without transition parameters (``vae``, ``beta_vae``, ``slowvae``: the random
-        walk's mean) keep the last latent.
+        walk's mean) keep the last latent (and its posterior samples, with ``num_samples``).
 
         :param frames: ``(B, T, C, H, W)``.
         :param int num_steps: ``k >= 1`` frames to predict.
+        :param int num_samples: ``S >= 0`` Monte Carlo samples of the predictive mean (0: the
+            point forecast).
         :returns: ``(B, k, C, H, W)``.
         """
         if not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+        if not isinstance(num_samples, int) or num_samples < 0:
+            raise ValueError(f"num_samples must be an int >= 0, got {num_samples!r}")
         summary, latent_posterior = self._posterior(frames)
         theta = summary.get("dynamics")
         last_theta = None if theta is None else theta[..., -1, :]
         transitions = self.guide.transitions
-        states = [latent_posterior.mean[..., -1, :]]
+        if num_samples == 0:
+            state, noise = latent_posterior.mean[..., -1, :], None
+        else:
+            state = latent_posterior.sample((num_samples,))[..., -1, :]
+            noise = transitions.step_noise_scale(state)
+        states = []
         for _ in range(num_steps):
-            states.append(transitions.propagate(last_theta, states[-1]))
-        return self.decode(transitions.positions(torch.stack(states[1:], dim=-2)))
+            state = transitions.propagate(last_theta, state)
+            if noise is not None:
+                state = state + noise * torch.randn_like(state)
+            states.append(state)
+        decoded = self.decode(transitions.positions(torch.stack(states, dim=-2)))
+        return decoded if num_samples == 0 else decoded.mean(0)
 
 
 def build_model(
