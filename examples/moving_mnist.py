@@ -5,12 +5,12 @@ The hierarchical variant puts a Laplace(1, s_i) prior on each latent's eigenvalu
 scale s_i, and every latent has its own learned transition noise q_i and latent velocity, so the
 ELBO decides which latents stay static (the digit's identity) and which move (its position),
 instead of a hand-tuned penalty gamma(i)|lambda - 1|. The run is ``TrainConfig()``'s defaults:
-one digit bouncing in a 64x64 canvas, 10 frames, 16 latents, the spatial broadcast decoder, a
+one digit bouncing in a 64x64 canvas, 10 frames, 16 latents, the conv decoder, a
 Bernoulli likelihood, the KL annealed over the first 1000 of 2000 steps.
 
 Run from the repository root (after ``pip install -e .``)::
 
-    python examples/moving_mnist.py            # the default run: about 7 minutes on 2 CPU cores
+    python examples/moving_mnist.py            # the default run: about 8 minutes on 2 CPU cores
     python examples/moving_mnist.py --quick    # a smoke run of about a minute
 
 Everything goes into one run folder (``--run-dir``): ``config.json``, ``checkpoints/``,

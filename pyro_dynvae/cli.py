@@ -309,7 +309,8 @@ def _add_forecast_parser(subparsers: argparse._SubParsersAction) -> None:
         "forecast",
         help="forecast held-out sequences with a trained run",
         description="Observe the first T - k frames of held-out sequences, forecast k frames, "
-        "draw them against the truth and report the error against copying the last frame.",
+        "draw them against the truth and report the errors of the predictive means beside the "
+        "copy-last, blank and mean frames.",
         formatter_class=_HelpFormatter,
         parents=[_debug_parent(), _threads_parent()],
     )
