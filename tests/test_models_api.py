@@ -166,24 +166,27 @@ def test_predictive_mean_forecast_of_an_affine_decoder_is_the_point_forecast():
 
 
 def test_predictive_mean_forecast_matches_a_dense_monte_carlo_reference():
-    # reference: the last state drawn from the dense posterior marginal N(mean, Sigma_{T-1}),
-    # propagated with the transition noise, decoded through the sigmoid and averaged
+    # reference: the last state (z, v) drawn from the dense posterior marginal
+    # N(mean, Sigma_{T-1}), moved by z <- lambda z + v + q eps, v <- v + r eps' (written out
+    # here from the learned scales), decoded through the sigmoid and averaged
     torch.manual_seed(1)
     dynvae = build_model("unconstrained", **TINY)
     frames = torch.rand(2, 6, 1, 4, 4)
     summary, posterior = dynvae._posterior(frames)
     transitions = dynvae.guide.transitions
-    state_dim = transitions.state_dim
-    covariance = posterior.covariance_matrix[..., -state_dim:, -state_dim:]
+    n = transitions.latent_dim
+    covariance = posterior.covariance_matrix[..., -2 * n :, -2 * n :]
     mean = posterior.mean[:, -1]
-    theta = summary["dynamics"][:, -1]
-    noise = transitions.step_noise_scale(mean)
+    eigenvalues = summary["dynamics"][:, -1]
+    q, r = transitions.transition_scale.detach(), transitions.velocity_noise_scale.detach()
     num_samples = 20000
     state = dist.MultivariateNormal(mean, covariance).sample((num_samples,))
+    latent, velocity = state[..., :n], state[..., n:]
     expected = []
     for _ in range(2):
-        state = transitions.propagate(theta, state) + noise * torch.randn_like(state)
-        expected.append(dynvae.model.decoder(transitions.positions(state)).sigmoid().mean(0))
+        latent = eigenvalues * latent + velocity + q * torch.randn_like(latent)
+        velocity = velocity + r * torch.randn_like(velocity)
+        expected.append(dynvae.model.decoder(latent).sigmoid().mean(0))
     expected = torch.stack(expected, 1)
     predictive = dynvae.forecast(frames, 2, num_samples=num_samples)
     # probabilities: standard error below 0.5 / sqrt(20000) ~ 0.004 per pixel, for each estimate
