@@ -30,7 +30,7 @@ def chain_parameters(batch_shape, num_steps, dim, blocks, dtype=torch.float64):
 
 
 @pytest.mark.parametrize("validate", [True, False])
-@pytest.mark.parametrize("algorithm", ["sequential", "cyclic"])
+@pytest.mark.parametrize("algorithm", ["sequential", "cyclic", "dense"])
 @pytest.mark.parametrize("blocks", BLOCKS)
 def test_empty_batch_works_like_a_torch_distribution(blocks, algorithm, validate):
     num_steps, dim = 17, 3
@@ -111,7 +111,7 @@ def dense_precision(diag: torch.Tensor, offdiag: torch.Tensor) -> torch.Tensor:
     return dense
 
 
-@pytest.mark.parametrize("algorithm", ["sequential", "cyclic"])
+@pytest.mark.parametrize("algorithm", ["sequential", "cyclic", "dense"])
 def test_non_symmetric_diagonal_blocks(algorithm):
     num_steps, dim = 17, 3
     diag, offdiag = random_block_tridiag((), num_steps, dim)

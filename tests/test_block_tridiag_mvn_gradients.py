@@ -13,7 +13,7 @@ from pyro_dynvae.distributions import BlockTridiagMVN
 from pyro_dynvae.distributions.testing import random_block_tridiag
 from pyro_dynvae.ops import dispatch
 
-ALGORITHMS = ["sequential", "cyclic"]
+ALGORITHMS = ["sequential", "cyclic", "dense"]
 BLOCKS = ["full", "diagonal"]
 ROUTES = ["fresh", "factorised"]
 NUM_STEPS, DIM = 17, 3

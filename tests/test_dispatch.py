@@ -9,8 +9,9 @@ from test_cyclic_reduction import dense_band, dense_precision, random_precision
 from pyro_dynvae.ops import block_tridiag as sequential
 from pyro_dynvae.ops import dispatch
 from pyro_dynvae.ops.cyclic_reduction import CyclicReductionFactor
+from pyro_dynvae.ops.dense_factor import DenseFactor
 
-PATHS = ["sequential", "cyclic"]
+PATHS = ["sequential", "cyclic", "dense"]
 
 
 def test_choose_algorithm_rule_and_overrides():
@@ -21,7 +22,15 @@ def test_choose_algorithm_rule_and_overrides():
     assert dispatch.choose_algorithm(blocks((16,), 1000, 8)) == "cyclic"  # B n^3 = 8192
     assert dispatch.choose_algorithm(blocks((64,), 1000, 8)) == "sequential"
     assert dispatch.choose_algorithm(blocks((4, 4), 1000, 16)) == "sequential"  # B = 16
-    assert dispatch.choose_algorithm(blocks((1,), 8, 2)) == "sequential"  # T < 16
+    assert dispatch.choose_algorithm(blocks((1,), 12, 4)) == "sequential"  # T < 16, T n = 48
+    assert dispatch.choose_algorithm(blocks((256,), 10, 4)) == "dense"  # T n = 40
+    assert dispatch.choose_algorithm(blocks((1,), 20, 2)) == "dense"
+    assert dispatch.choose_algorithm(blocks((1,), 21, 2)) == "cyclic"  # T n = 42
+    assert dispatch.choose_algorithm(torch.zeros(1, 10, 2), blocks="diagonal") == "sequential"
+    scalar_chains = torch.zeros(1, 10, 2)  # one fused operation per step already
+    assert dispatch.choose_algorithm(scalar_chains, blocks="diagonal", algorithm="dense") == (
+        "sequential"
+    )
     diag = torch.zeros(4, 1000, 16)  # 64 scalar chains
     assert dispatch.choose_algorithm(diag, blocks="diagonal") == "cyclic"
     assert dispatch.choose_algorithm(torch.zeros(5, 1000, 16), blocks="diagonal") == "sequential"
@@ -50,6 +59,7 @@ def test_paths_agree_with_dense(path, num_steps, dtype):
     dense = dense_precision(diag, off).double()
     factor = dispatch.factorize(diag, off, algorithm=path)
     assert isinstance(factor, CyclicReductionFactor) == (path == "cyclic")
+    assert isinstance(factor, DenseFactor) == (path == "dense")
     tol = 1e-9 if dtype == torch.float64 else 2e-4
     expected = torch.linalg.slogdet(dense)[1]
     assert torch.allclose(dispatch.logdet(factor).double(), expected, rtol=tol, atol=tol)
@@ -114,6 +124,14 @@ def test_selected_inverse_gradient_matches_autograd_through_sequential(path):
     assert torch.allclose(value, reference)
     for ours, theirs in zip(grads, expected, strict=True):
         assert torch.allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_dense_and_sequential_draw_the_same_sample_for_the_same_noise():
+    diag, off = random_precision((2,), 6, 3, seed=27)
+    noise = torch.randn(2, 6, 3, 4, dtype=torch.float64)
+    draws = [dispatch.sample_transform(dispatch.factorize(diag, off, algorithm=path), noise)
+             for path in ("sequential", "dense")]
+    assert torch.allclose(*draws, rtol=1e-10, atol=1e-12)
 
 
 def test_sequential_logdet_gradcheck_with_selected_inverse_backward():

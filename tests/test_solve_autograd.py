@@ -10,7 +10,7 @@ from test_cyclic_reduction import random_precision
 from pyro_dynvae.ops import dispatch
 from pyro_dynvae.ops.block_tridiag import dense_from_blocks
 
-PATHS = ["sequential", "cyclic"]
+PATHS = ["sequential", "cyclic", "dense"]
 BLOCKS = ["full", "diagonal"]
 
 

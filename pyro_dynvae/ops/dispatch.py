@@ -1,16 +1,20 @@
-"""Regime-aware choice between the sequential and the cyclic-reduction block-tridiagonal paths.
+"""Regime-aware choice between the sequential, cyclic-reduction and dense block-tridiagonal paths.
 
-Two algorithms compute the same quantities for a block-tridiagonal SPD precision ``J``:
+Three algorithms compute the same quantities for a block-tridiagonal SPD precision ``J``:
 
 - ``"sequential"``: the block Cholesky of :mod:`pyro_dynvae.ops.block_tridiag`, ``T`` dependent
   steps, ``7/3 T n^3`` flops per sequence;
 - ``"cyclic"``: block cyclic reduction, :mod:`pyro_dynvae.ops.cyclic_reduction`,
-  ``floor(log2 T) + 1`` dependent steps, 3.6-4.4 times the flops.
+  ``floor(log2 T) + 1`` dependent steps, 3.6-4.4 times the flops;
+- ``"dense"``: one dense Cholesky of the assembled ``Tn x Tn`` matrix,
+  :mod:`pyro_dynvae.ops.dense_factor`, ``(Tn)^3 / 3`` flops in a handful of batched calls (full
+  blocks only; with diagonal blocks ``"dense"`` means ``"sequential"``, whose scalar chains are
+  one fused operation per step already).
 
-The functions here take ``algorithm="auto" | "sequential" | "cyclic"`` (``None``: the current
-default, ``"auto"`` unless changed with the :func:`block_tridiag_algorithm` context manager) and
-then work on whichever factor they are given, so the solves, sampling and selected inversion
-always follow the factorisation.
+The functions here take ``algorithm="auto" | "sequential" | "cyclic" | "dense"`` (``None``: the
+current default, ``"auto"`` unless changed with the :func:`block_tridiag_algorithm` context
+manager) and then work on whichever factor they are given, so the solves, sampling and selected
+inversion always follow the factorisation.
 
 ``"auto"`` (:func:`choose_algorithm`) picks by regime. A Python time loop costs about 20 us per
 step on a CPU whatever the work, and on a GPU it is bound by kernel-launch latency; cyclic
@@ -35,8 +39,13 @@ cyclic reduction was faster at every measured cell, T in {100, 1000, 10000}, B i
 n in {8, 32}: 3.8-5.4x at T=100, 11-35x at T=1000, 17-258x at T=10000, except 1.3x at B=1024,
 n=32 (T=100 and 1000), where one level's work fills the GPU. Below T=100 it is not measured.
 The guard ``T >= 16`` is a judgement, not a measurement (below it both paths are a few dozen
-operations). All timings were taken on a 2-core machine shared with other jobs: treat them as
-rough, and override the choice where it matters.
+operations). Before either, full blocks with ``T n <= DENSE_MAX_SIZE = 40`` take the dense route:
+measured (2 Dec 2026, one thread, float64 blocks of ``from_info`` + ``rsample`` + ``log_prob`` +
+backward, against ``"sequential"``) it was 1.6-2.0x faster at ``T n`` of 20-40 (T=10 with n=2
+and B=128, 256; n=4 with B=16; T=20, n=2 with B=128), 1.3-1.5x at 80-100 with B=16 and 0.5-0.9x
+beyond (``T n = 80`` with B=64, 160 with B=16). The per-latent chains of the dynamics VAE
+(T=10, n=2) are the case it is for. All timings were taken on a 2-core machine shared with other
+jobs: treat them as rough, and override the choice where it matters.
 """
 
 from __future__ import annotations
@@ -60,6 +69,14 @@ from .cyclic_reduction import (
     cyclic_reduction_solve,
     cyclic_reduction_transform_noise,
 )
+from .dense_factor import (
+    DenseFactor,
+    dense_factor,
+    dense_logdet,
+    dense_selected_inverse,
+    dense_solve,
+    dense_transform_noise,
+)
 from .logdet_autograd import block_tridiag_logdet
 from .solve_autograd import block_tridiag_solve
 
@@ -76,16 +93,17 @@ __all__ = [
     "solve_with_adjoint",
 ]
 
-ALGORITHMS = ("auto", "sequential", "cyclic")
+ALGORITHMS = ("auto", "sequential", "cyclic", "dense")
 MIN_CYCLIC_STEPS = 16
 CPU_MAX_WORK = 16384  # B n^3
 CPU_MAX_SIZE = 1024  # B n^2
 CPU_MIN_DIAGONAL_STEPS = 512
 CPU_MAX_DIAGONAL_CHAINS = 64  # B n
+DENSE_MAX_SIZE = 40  # T n
 
 _DEFAULT = contextvars.ContextVar("pyro_dynvae_block_tridiag_algorithm", default="auto")
 
-Factor = sequential.BlockCholesky | CyclicReductionFactor
+Factor = sequential.BlockCholesky | CyclicReductionFactor | DenseFactor
 
 
 def _check_algorithm(algorithm: str) -> str:
@@ -114,19 +132,24 @@ def choose_algorithm(
     blocks: str = "full",
     algorithm: str | None = None,
 ) -> str:
-    """Resolve ``algorithm`` (``None``: the context default) to ``"sequential"`` or ``"cyclic"``.
+    """Resolve ``algorithm`` (``None``: the context default) to ``"sequential"``, ``"cyclic"``
+    or ``"dense"``.
 
     :param torch.Tensor diag_blocks: ``(..., T, n, n)`` (``(..., T, n)`` with diagonal blocks).
     :param offdiag_blocks: optional; its batch dims broadcast into ``B``.
     :param str blocks: ``"full"`` or ``"diagonal"`` (diagonal blocks count as ``n = 1``).
-    :param algorithm: ``"auto"``, ``"sequential"``, ``"cyclic"`` or ``None``.
+    :param algorithm: ``"auto"``, ``"sequential"``, ``"cyclic"``, ``"dense"`` or ``None``.
     :return: the concrete algorithm; the rule is in the module docstring.
     """
     algorithm = _check_algorithm(_DEFAULT.get() if algorithm is None else algorithm)
+    if algorithm == "dense" and blocks == "diagonal":
+        return "sequential"  # scalar chains: one fused operation per step already
     if algorithm != "auto":
         return algorithm
     event_dims = 3 if blocks == "full" else 2
     num_steps = diag_blocks.shape[-event_dims]
+    if blocks == "full" and num_steps * diag_blocks.shape[-1] <= DENSE_MAX_SIZE:
+        return "dense"
     if num_steps < MIN_CYCLIC_STEPS:
         return "sequential"
     if diag_blocks.device.type != "cpu":
@@ -154,15 +177,20 @@ def factorize(
 ) -> Factor:
     """Factorise ``J`` with the chosen algorithm; raise if it is not positive definite.
 
-    :return: a :class:`~pyro_dynvae.ops.block_tridiag.BlockCholesky` or a
-        :class:`~pyro_dynvae.ops.cyclic_reduction.CyclicReductionFactor`.
-    :raises ValueError: naming the first failing time step (for ``"cyclic"`` the sequential
-        factorisation is rerun on this error path so that the message names the same step).
+    :return: a :class:`~pyro_dynvae.ops.block_tridiag.BlockCholesky`, a
+        :class:`~pyro_dynvae.ops.cyclic_reduction.CyclicReductionFactor` or a
+        :class:`~pyro_dynvae.ops.dense_factor.DenseFactor`.
+    :raises ValueError: naming the first failing time step (for ``"cyclic"`` and ``"dense"``
+        the sequential factorisation is rerun on this error path so that the message names the
+        same step).
     """
     chosen = choose_algorithm(diag_blocks, offdiag_blocks, blocks=blocks, algorithm=algorithm)
     if chosen == "sequential":
         return sequential.block_cholesky(diag_blocks, offdiag_blocks, blocks=blocks, name=name)
-    factor = cyclic_reduction_factor(diag_blocks, offdiag_blocks, blocks=blocks)
+    if chosen == "dense":
+        factor = dense_factor(diag_blocks, offdiag_blocks)
+    else:
+        factor = cyclic_reduction_factor(diag_blocks, offdiag_blocks, blocks=blocks)
     if bool((factor.failed_step >= 0).any()):  # the one host synchronisation
         sequential.block_cholesky(diag_blocks, offdiag_blocks, blocks=blocks, name=name)
         raise ValueError(f"{name} is not positive definite (time step {factor.failed_step})")
@@ -173,6 +201,8 @@ def logdet(factor: Factor, *, blocks: str = "full") -> Tensor:
     """``log|J|``, ``(...,)``, from either factor (autograd through the factorisation)."""
     if isinstance(factor, CyclicReductionFactor):
         return cyclic_reduction_logdet(factor)
+    if isinstance(factor, DenseFactor):
+        return dense_logdet(factor)
     return sequential.logdet(factor, blocks=blocks)
 
 
@@ -188,17 +218,22 @@ def solve(factor: Factor, rhs: Tensor, *, blocks: str = "full") -> Tensor:
     """``J^{-1} rhs`` for ``rhs`` of shape ``(..., T, n, k)``."""
     if isinstance(factor, CyclicReductionFactor):
         return _columns(cyclic_reduction_solve, factor, rhs)
+    if isinstance(factor, DenseFactor):
+        return dense_solve(factor, rhs)
     return sequential.solve(factor, rhs, blocks=blocks)
 
 
 def sample_transform(factor: Factor, noise: Tensor, *, blocks: str = "full") -> Tensor:
     """Map white noise ``(..., T, n, k)`` to ``N(0, J^{-1})`` draws.
 
-    Sequential: ``L^{-T} noise``; cyclic: ``P' L_P^{-T} P noise`` with ``P J P' = L_P L_P'``.
-    Both have covariance ``J^{-1}``; the draws for a given noise differ between algorithms.
+    Sequential and dense: ``L^{-T} noise``; cyclic: ``P' L_P^{-T} P noise`` with
+    ``P J P' = L_P L_P'``. All have covariance ``J^{-1}``; for a given noise the cyclic draws
+    differ from the other two.
     """
     if isinstance(factor, CyclicReductionFactor):
         return _columns(cyclic_reduction_transform_noise, factor, noise)
+    if isinstance(factor, DenseFactor):
+        return dense_transform_noise(factor, noise)
     return sequential.solve_upper(factor, noise, blocks=blocks)
 
 
@@ -206,6 +241,8 @@ def selected_inverse(factor: Factor, *, blocks: str = "full") -> tuple[Tensor, T
     """The tridiagonal band ``(Sigma[t, t], Sigma[t+1, t])`` of ``J^{-1}``."""
     if isinstance(factor, CyclicReductionFactor):
         return cyclic_reduction_selected_inverse(factor)
+    if isinstance(factor, DenseFactor):
+        return dense_selected_inverse(factor)
     return sequential.selected_inverse(factor, blocks=blocks)
 
 

@@ -32,6 +32,7 @@ from .cyclic_reduction import (
     cyclic_reduction_logdet,
     cyclic_reduction_selected_inverse,
 )
+from .dense_factor import dense_factor, dense_logdet, dense_selected_inverse
 
 __all__ = ["block_tridiag_logdet"]
 
@@ -51,6 +52,11 @@ def _cyclic_factor(diag_blocks: Tensor, offdiag_blocks: Tensor, blocks: str):
     return factor, factor.failed_step
 
 
+def _dense_factor(diag_blocks: Tensor, offdiag_blocks: Tensor, blocks: str):
+    factor = dense_factor(diag_blocks, offdiag_blocks)
+    return factor, factor.failed_step
+
+
 # algorithm -> (factorise -> (factor, failed_step), logdet(factor, blocks), band(factor, blocks))
 _ALGORITHMS: dict[str, tuple[Callable, Callable, Callable]] = {
     "sequential": (
@@ -62,6 +68,11 @@ _ALGORITHMS: dict[str, tuple[Callable, Callable, Callable]] = {
         _cyclic_factor,
         lambda factor, blocks: cyclic_reduction_logdet(factor),
         lambda factor, blocks: cyclic_reduction_selected_inverse(factor),
+    ),
+    "dense": (
+        _dense_factor,
+        lambda factor, blocks: dense_logdet(factor),
+        lambda factor, blocks: dense_selected_inverse(factor),
     ),
 }
 
@@ -103,8 +114,9 @@ def block_tridiag_logdet(
     :param torch.Tensor offdiag_blocks: ``(..., T-1, n, n)`` (``(..., T-1, n)``) sub-diagonal
         blocks ``B_t = J[t+1, t]``.
     :param str blocks: ``"full"`` or ``"diagonal"``.
-    :param str algorithm: ``"cyclic"`` (:mod:`~pyro_dynvae.ops.cyclic_reduction`) or
-        ``"sequential"`` (:mod:`~pyro_dynvae.ops.block_tridiag`); both use the backward above.
+    :param str algorithm: ``"cyclic"`` (:mod:`~pyro_dynvae.ops.cyclic_reduction`),
+        ``"sequential"`` (:mod:`~pyro_dynvae.ops.block_tridiag`) or ``"dense"``
+        (:mod:`~pyro_dynvae.ops.dense_factor`, full blocks); all use the backward above.
     :return: ``(logdet, failed_step)``: ``(...,)`` log-determinants (differentiable) and
         ``(...,)`` int64, ``-1`` where ``J`` is positive definite, else a failing time step.
     """
