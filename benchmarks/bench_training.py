@@ -60,9 +60,8 @@ from pyro_dynvae import train as training
 from pyro_dynvae.assessment import study
 from pyro_dynvae.config import TrainConfig
 from pyro_dynvae.data import MovingMNIST
-from pyro_dynvae.distributions import BlockTridiagMVN
+from pyro_dynvae.distributions import BlockTridiagMVN, ChainProductMVN
 from pyro_dynvae.models import VARIANTS, build_model
-from pyro_dynvae.nets import conv_kernels
 
 pyro.settings.set(module_local_params=True)
 
@@ -184,12 +183,14 @@ def timed_components(dynvae: torch.nn.Module, watch: Stopwatch) -> Iterator[None
     kl = trace_mean_field_elbo.kl_divergence
 
     def kl_divergence(q, p):
-        return (watch.timed(label, kl) if isinstance(q, BlockTridiagMVN) else kl)(q, p)
+        gaussian = isinstance(q, BlockTridiagMVN | ChainProductMVN)
+        return (watch.timed(label, kl) if gaussian else kl)(q, p)
 
     with contextlib.ExitStack() as stack:
-        for name in ("__init__", "rsample", "log_prob", "entropy"):
-            method = BlockTridiagMVN.__dict__[name]
-            stack.enter_context(patched(BlockTridiagMVN, name, watch.timed(label, method)))
+        for cls in (BlockTridiagMVN, ChainProductMVN):
+            for name in ("__init__", "rsample", "log_prob", "entropy"):
+                method = cls.__dict__[name]
+                stack.enter_context(patched(cls, name, watch.timed(label, method)))
         for name in ("from_info", "from_markov_chain"):
             method = BlockTridiagMVN.__dict__[name].__func__
             stack.enter_context(
@@ -241,7 +242,7 @@ def loop_breakdown(setup: Setup, options: training.StepOptions,
     params = list(loss_fn.parameters())
     watch = Stopwatch(clock)
     totals = dict.fromkeys(("data", "forward", "backward", "optimiser"), 0.0)
-    with conv_kernels(options.conv_kernels), timed_components(dynvae, watch):
+    with options.applied(), timed_components(dynvae, watch):
         for step in range(config.max_steps):
             if step == WARMUP_STEPS:
                 totals = dict.fromkeys(totals, 0.0)

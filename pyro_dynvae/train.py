@@ -63,7 +63,9 @@ from pyro_dynvae.evaluation import (
 )
 from pyro_dynvae.loading import StepBatchSampler, frames_of, rng_devices, seeded_loader
 from pyro_dynvae.models import build_model
+from pyro_dynvae.models.dynamics import chain_layout
 from pyro_dynvae.nets import conv_kernels
+from pyro_dynvae.ops.dispatch import block_tridiag_algorithm
 from pyro_dynvae.run_folder import (
     RESUMABLE,
     RUN_CONTENTS,
@@ -134,18 +136,36 @@ class StepOptions:
     :param bool channels_last: on CPU, store the convolution weights channels-last when the fit
         is set up (``dynvae.to(memory_format=torch.channels_last)``; values and parameter objects
         unchanged), which lets oneDNN run the convolutions channels-last.
+    :param str chain_layout: separable latent chains as ``"separate"`` per-latent chains or one
+        ``"joint"`` chain, see :func:`pyro_dynvae.models.dynamics.chain_layout`.
+    :param str block_tridiag_algorithm: the block-tridiagonal algorithm, see
+        :func:`pyro_dynvae.ops.dispatch.block_tridiag_algorithm` (``"auto"``: by regime).
     """
 
     cache_bytes: int = 2**30
     foreach: bool | None = True
     conv_kernels: str = "auto"
     channels_last: bool = True
+    chain_layout: str = "separate"
+    block_tridiag_algorithm: str = "auto"
 
     @classmethod
     def reference(cls) -> StepOptions:
         """The step before issue 13: render every batch, torch's default Adam, plain layers,
-        contiguous weights."""
-        return cls(cache_bytes=0, foreach=None, conv_kernels="torch", channels_last=False)
+        contiguous weights, one joint latent chain factorised by the sequential block
+        Cholesky."""
+        return cls(cache_bytes=0, foreach=None, conv_kernels="torch", channels_last=False,
+                   chain_layout="joint", block_tridiag_algorithm="sequential")
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """Inside the block, the kernels, chain layout and algorithm these options choose."""
+        with (
+            conv_kernels(self.conv_kernels),
+            chain_layout(self.chain_layout),
+            block_tridiag_algorithm(self.block_tridiag_algorithm),
+        ):
+            yield
 
 
 _MEMOIZED: weakref.WeakKeyDictionary[Dataset, MemoizedSequences] = weakref.WeakKeyDictionary()
@@ -415,7 +435,7 @@ def fit(
                     "history": history,
                 },
             )
-        with conv_kernels(step_options.conv_kernels):
+        with step_options.applied():
             trainer.fit(module, ckpt_path=ckpt_path)
     return module
 

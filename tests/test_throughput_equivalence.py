@@ -14,7 +14,9 @@ from torch.utils.data import TensorDataset
 
 from pyro_dynvae.config import TrainConfig
 from pyro_dynvae.data import DynamicSprites, MemoizedSequences, MovingMNIST
+from pyro_dynvae.distributions import BlockTridiagMVN, ChainProductMVN
 from pyro_dynvae.models import build_model
+from pyro_dynvae.models.dynamics import chain_layout
 from pyro_dynvae.nets import ConvDecoder, conv_kernels
 from pyro_dynvae.train import StepOptions, _memoized, fit, make_dataset, make_model
 
@@ -31,12 +33,12 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).abs().max() / expected.abs().max())
 
 
-def loss_and_gradients(dynvae, frames: torch.Tensor, kernels: str, seed: int = 0):
+def loss_and_gradients(dynvae, frames: torch.Tensor, options: StepOptions, seed: int = 0):
     loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
     for param in loss_fn.parameters():
         param.grad = None
     torch.manual_seed(seed)
-    with conv_kernels(kernels):
+    with options.applied():
         loss = loss_fn(frames)
     loss.backward()
     return loss.detach(), {name: p.grad.clone() for name, p in loss_fn.named_parameters()}
@@ -76,6 +78,13 @@ def test_auto_kernels_use_the_native_kernel_for_the_last_layer_only():
             pass
 
 
+def guide_inputs(dynvae, frames: torch.Tensor):
+    """``(theta, potentials)`` of the guide for ``frames``: the posterior means of ``theta``."""
+    features = dynvae.guide.encoder(frames)
+    theta = dynvae.guide.dynamics_posterior(features).mean
+    return theta, dynvae.guide.potentials(features)
+
+
 @pytest.mark.parametrize(
     "image_size, likelihood, dataset",
     [(32, "gaussian", DynamicSprites), (64, "bernoulli", MovingMNIST)],
@@ -83,24 +92,31 @@ def test_auto_kernels_use_the_native_kernel_for_the_last_layer_only():
 )
 def test_elbo_and_gradients_match_the_reference_step(image_size, likelihood, dataset):
     """The study's (32x32, Gaussian) and the example's (64x64, Bernoulli) hierarchical model:
-    the fast kernels and channels-last weights against the plain layers, in float64, where the
-    two paths' rounding differences (float32: up to 3e-4 of a gradient's scale, in the
-    transition scales' gradient, a sum of large terms that cancel) stay below 1e-9."""
+    the fast kernels, channels-last weights and per-latent chains on the dense route against the
+    plain layers and one joint chain on the sequential route, in float64, where the two paths'
+    rounding differences (float32: up to 3e-4 of a gradient's scale, in the transition scales'
+    gradient, a sum of large terms that cancel) stay below 1e-9. The latent draws agree too:
+    the per-latent chains draw their noise in the joint layout (``ChainProductMVN.rsample``)."""
     pyro.settings.set(module_local_params=True)
     torch.manual_seed(0)
     dynvae = build_model("hierarchical", image_size=image_size, latent_dim=8,
                          num_sequences=64, likelihood=likelihood).double()
     data = dataset(num_sequences=4, num_frames=10, image_size=image_size)
     frames = data.get_batch(range(4))[0].double()
-    reference_loss, reference_grads = loss_and_gradients(dynvae, frames, "torch")
+    reference_loss, reference_grads = loss_and_gradients(dynvae, frames, StepOptions.reference())
     dynvae.to(memory_format=torch.channels_last)  # what StepOptions().channels_last does on CPU
-    loss, grads = loss_and_gradients(dynvae, frames, "auto")
+    with chain_layout("joint"):
+        joint = dynvae.guide.latent_posterior(*guide_inputs(dynvae, frames))
+        assert isinstance(joint, BlockTridiagMVN)
+    assert isinstance(dynvae.guide.latent_posterior(*guide_inputs(dynvae, frames)),
+                      ChainProductMVN)
+    loss, grads = loss_and_gradients(dynvae, frames, StepOptions())
     torch.testing.assert_close(loss, reference_loss, rtol=1e-12, atol=0)
     assert grads.keys() == reference_grads.keys()
     for name, grad in grads.items():  # relative to each gradient's scale
         assert relative_error(grad, reference_grads[name]) < 1e-9, name
     # the comparison can fail: other Monte Carlo noise gives another loss and other gradients
-    other_loss, other_grads = loss_and_gradients(dynvae, frames, "auto", seed=1)
+    other_loss, other_grads = loss_and_gradients(dynvae, frames, StepOptions(), seed=1)
     assert not torch.allclose(other_loss, reference_loss, rtol=1e-6, atol=0)
     assert relative_error(other_grads["model.decoder.deconvs.5.weight"],
                           reference_grads["model.decoder.deconvs.5.weight"]) > 1e-3

@@ -1,6 +1,7 @@
 """Pyro distributions of pyro-dynvae."""
 
 from pyro_dynvae.distributions.block_tridiag_mvn import BlockTridiagMVN
+from pyro_dynvae.distributions.chain_product import ChainProductMVN, kl_chain_product_mvn
 from pyro_dynvae.distributions.kl import kl_block_tridiag_mvn
 
-__all__ = ["BlockTridiagMVN", "kl_block_tridiag_mvn"]
+__all__ = ["BlockTridiagMVN", "ChainProductMVN", "kl_block_tridiag_mvn", "kl_chain_product_mvn"]

@@ -38,7 +38,7 @@ from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
-from pyro_dynvae.distributions import BlockTridiagMVN
+from pyro_dynvae.distributions import BlockTridiagMVN, ChainProductMVN
 from pyro_dynvae.nets import DynamicsNet, LocalPotentials
 
 from .config import VARIANTS, DynamicsVAEConfig
@@ -141,6 +141,29 @@ class DynamicsModel(PyroModule):
             observe_frames(config, output, frames, self.observation_scale)
 
 
+def _separate_posterior(
+    prior: ChainProductMVN, mean: torch.Tensor, precision: torch.Tensor
+) -> ChainProductMVN:
+    """The structured posterior of separate chains: chain ``i``'s precision is its prior's plus
+    the potential ``R_t[i]`` on its first coordinate (the latent, not its velocity), its
+    information vector ``(R_t[i] m_t[i], 0)``.
+
+    :param ChainProductMVN prior: chains of event ``(T, k)``.
+    :param torch.Tensor mean: the potentials' means ``m``, ``(B, T, n)``.
+    :param torch.Tensor precision: their diagonal precisions ``R``, ``(B, T, n)``.
+    """
+    chain_dim = prior.chains.event_shape[-1]
+    padding = (0, chain_dim - 1)
+    precision = nn.functional.pad(precision.movedim(-1, -2).unsqueeze(-1), padding)
+    info_vec = nn.functional.pad((precision[..., 0] * mean.movedim(-1, -2)).unsqueeze(-1), padding)
+    chains = BlockTridiagMVN.from_info(
+        info_vec,
+        prior.chains.diag_blocks + torch.diag_embed(precision),
+        prior.chains.offdiag_blocks,
+    )
+    return ChainProductMVN(chains)
+
+
 class DynamicsGuide(PyroModule):
     """The amortised guide ``q(s) q(theta | x) q(z | x, theta)``; call as ``guide(frames)``.
 
@@ -195,14 +218,17 @@ class DynamicsGuide(PyroModule):
 
     def latent_posterior(
         self, theta: torch.Tensor | None, potentials: tuple[torch.Tensor, torch.Tensor]
-    ) -> BlockTridiagMVN:
+    ) -> BlockTridiagMVN | ChainProductMVN:
         """``q(z | x, theta)`` from the local potentials ``(m, R)`` (``(B, T, n)`` and
         ``(B, T, n)`` diagonal or ``(B, T, n, n)``) and transition parameters ``theta``.
 
         The structured posterior has precision ``J_prior(theta) + blockdiag(R_t)`` and
         information vector ``(R_t m_t)_t``; with ``velocity`` the potentials act on the ``z``
         part of each state ``(z_t, v_t)`` only (no frame shows a velocity), and the velocities
-        are inferred through the chain's coupling.
+        are inferred through the chain's coupling. A prior of separate per-latent chains
+        (:class:`~pyro_dynvae.distributions.ChainProductMVN`) with diagonal potentials gives a
+        posterior of separate chains; full potentials couple the latents, and the posterior is
+        then one chain over the joint state.
         """
         mean, precision = potentials
         num_frames, n = mean.shape[-2:]
@@ -213,8 +239,10 @@ class DynamicsGuide(PyroModule):
             zeros = mean.new_zeros(num_frames - 1, n)
             return BlockTridiagMVN(mean, precision, zeros, blocks="diagonal")
         prior = self.transitions.prior(theta, num_frames, mean)
+        if isinstance(prior, ChainProductMVN) and not full_precision:
+            return _separate_posterior(prior, mean, precision)
         diag_blocks, offdiag_blocks = prior.diag_blocks, prior.offdiag_blocks
-        if prior.blocks == "diagonal" and not full_precision:
+        if isinstance(prior, BlockTridiagMVN) and prior.blocks == "diagonal" and not full_precision:
             return BlockTridiagMVN.from_info(
                 precision * mean,
                 diag_blocks.diagonal(dim1=-2, dim2=-1) + precision,
