@@ -18,6 +18,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
+from pyro_dynvae.distributions import SharedScaleNormal
 from pyro_dynvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
 __all__ = [
@@ -104,13 +105,13 @@ def observe_frames(
     :param torch.Tensor observation_scale: the Gaussian's standard deviation (scalar).
     """
     if config.likelihood == "continuous_bernoulli":
-        likelihood = dist.ContinuousBernoulli(logits=output)
+        likelihood = dist.ContinuousBernoulli(logits=output).to_event(4)
     elif config.likelihood == "bernoulli":
-        likelihood = dist.Bernoulli(logits=output)
+        likelihood = dist.Bernoulli(logits=output).to_event(4)
         frames = (frames > 0.5).to(frames.dtype)
-    else:
-        likelihood = dist.Normal(output, observation_scale.to(output))
-    pyro.sample("frames", likelihood.to_event(4), obs=frames)
+    else:  # Normal(output, scale).to_event(4), with one reduction over each frame sequence
+        likelihood = SharedScaleNormal(output, observation_scale.to(output), event_dim=4)
+    pyro.sample("frames", likelihood, obs=frames)
 
 
 def frame_mean(config: Any, output: torch.Tensor) -> torch.Tensor:
