@@ -76,6 +76,11 @@ def test_kl_and_expand():
     q, p = random_product(2), random_product(3)
     expected = kl_divergence(dense_reference(q), dense_reference(p))
     torch.testing.assert_close(kl_divergence(q, p), expected)
+    # against one joint chain, either way round
+    joint_p = p.to_joint()
+    torch.testing.assert_close(kl_divergence(q, joint_p), expected)
+    torch.testing.assert_close(kl_divergence(joint_p, q),
+                               kl_divergence(dense_reference(p), dense_reference(q)))
     wide = q.expand((4, 2))
     assert wide.batch_shape == (4, 2) and wide.chains.batch_shape == (4, 2, NUM_CHAINS)
     value = torch.randn(4, 2, NUM_STEPS, 6, dtype=torch.float64)

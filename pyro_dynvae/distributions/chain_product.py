@@ -10,7 +10,7 @@ from torch.distributions.kl import kl_divergence, register_kl
 
 from pyro_dynvae.distributions.block_tridiag_mvn import BlockTridiagMVN
 
-__all__ = ["ChainProductMVN", "kl_chain_product_mvn"]
+__all__ = ["ChainProductMVN", "kl_chain_product_mvn", "kl_with_joint"]
 
 
 class ChainProductMVN(TorchDistribution):
@@ -164,3 +164,15 @@ def kl_chain_product_mvn(q: ChainProductMVN, p: ChainProductMVN) -> Tensor:
             f"{p.num_chains} x {tuple(p.chains.event_shape)}"
         )
     return kl_divergence(q.chains, p.chains).sum(-1)
+
+
+@register_kl(BlockTridiagMVN, ChainProductMVN)
+@register_kl(ChainProductMVN, BlockTridiagMVN)
+def kl_with_joint(
+    q: BlockTridiagMVN | ChainProductMVN, p: BlockTridiagMVN | ChainProductMVN
+) -> Tensor:
+    """``KL(q || p)`` between a product of chains and one joint chain (a structured posterior
+    whose full potentials couple the latents, against a prior of separate chains): the KL of
+    the joint forms, :func:`~pyro_dynvae.distributions.kl.kl_block_tridiag_mvn`."""
+    q, p = (d.to_joint() if isinstance(d, ChainProductMVN) else d for d in (q, p))
+    return kl_divergence(q, p)
