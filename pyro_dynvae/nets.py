@@ -33,11 +33,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn.functional import softplus
+
+from pyro_dynvae._settings import setting
 
 __all__ = [
     "ConvDecoder",
@@ -56,20 +58,13 @@ NATIVE_MAX_OUT_CHANNELS = 4
 _CONV_KERNELS = contextvars.ContextVar("pyro_dynvae_conv_kernels", default="auto")
 
 
-@contextlib.contextmanager
-def conv_kernels(kernels: str) -> Iterator[None]:
+def conv_kernels(kernels: str) -> contextlib.AbstractContextManager[None]:
     """Choose the convolution kernels inside a ``with`` block (thread- and task-local).
 
     :param str kernels: ``"auto"`` (the default: the measured faster kernel per layer, see the
         module docstring) or ``"torch"`` (the plain ``torch.nn`` layers everywhere).
     """
-    if kernels not in CONV_KERNELS:
-        raise ValueError(f"kernels must be one of {CONV_KERNELS}, got {kernels!r}")
-    token = _CONV_KERNELS.set(kernels)
-    try:
-        yield
-    finally:
-        _CONV_KERNELS.reset(token)
+    return setting(_CONV_KERNELS, kernels, CONV_KERNELS, "kernels")
 
 
 def inverse_softplus(value: float) -> float:

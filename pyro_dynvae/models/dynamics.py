@@ -69,13 +69,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Iterator
 
 import torch
 from pyro.distributions import Laplace, Normal, TorchDistribution, constraints
 from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
+from pyro_dynvae._settings import setting
 from pyro_dynvae.distributions import BlockTridiagMVN, ChainProductMVN
 
 from .config import DynamicsVAEConfig
@@ -93,8 +93,7 @@ CHAIN_LAYOUTS = ("separate", "joint")
 _CHAIN_LAYOUT = contextvars.ContextVar("pyro_dynvae_chain_layout", default="separate")
 
 
-@contextlib.contextmanager
-def chain_layout(layout: str) -> Iterator[None]:
+def chain_layout(layout: str) -> contextlib.AbstractContextManager[None]:
     """Inside a ``with`` block, compute separable latent chains as ``"separate"`` chains (the
     default: a :class:`~pyro_dynvae.distributions.ChainProductMVN`) or as one ``"joint"``
     :class:`~pyro_dynvae.distributions.BlockTridiagMVN` (thread- and task-local).
@@ -102,13 +101,7 @@ def chain_layout(layout: str) -> Iterator[None]:
     :param str layout: ``"separate"`` or ``"joint"``.
     :raises ValueError: for another layout.
     """
-    if layout not in CHAIN_LAYOUTS:
-        raise ValueError(f"layout must be one of {CHAIN_LAYOUTS}, got {layout!r}")
-    token = _CHAIN_LAYOUT.set(layout)
-    try:
-        yield
-    finally:
-        _CHAIN_LAYOUT.reset(token)
+    return setting(_CHAIN_LAYOUT, layout, CHAIN_LAYOUTS, "layout")
 
 
 class LaplaceRandomWalk(TorchDistribution):

@@ -55,10 +55,11 @@ import contextvars
 import dataclasses
 import functools
 import math
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor
+
+from pyro_dynvae._settings import setting
 
 from . import block_tridiag as sequential
 from .cyclic_reduction import (
@@ -112,17 +113,12 @@ def _check_algorithm(algorithm: str) -> str:
     return algorithm
 
 
-@contextlib.contextmanager
-def block_tridiag_algorithm(algorithm: str) -> Iterator[None]:
+def block_tridiag_algorithm(algorithm: str) -> contextlib.AbstractContextManager[None]:
     """Set the default algorithm inside a ``with`` block (thread- and task-local).
 
-    :param str algorithm: ``"auto"``, ``"sequential"`` or ``"cyclic"``.
+    :param str algorithm: ``"auto"``, ``"sequential"``, ``"cyclic"`` or ``"dense"``.
     """
-    token = _DEFAULT.set(_check_algorithm(algorithm))
-    try:
-        yield
-    finally:
-        _DEFAULT.reset(token)
+    return setting(_DEFAULT, algorithm, ALGORITHMS, "algorithm")
 
 
 def choose_algorithm(
