@@ -64,6 +64,7 @@ from pyro_dynvae.evaluation import (
 from pyro_dynvae.loading import StepBatchSampler, frames_of, rng_devices, seeded_loader
 from pyro_dynvae.models import build_model
 from pyro_dynvae.models.dynamics import chain_layout
+from pyro_dynvae.models.frames import gaussian_form
 from pyro_dynvae.nets import conv_kernels
 from pyro_dynvae.ops.dispatch import block_tridiag_algorithm
 from pyro_dynvae.run_folder import (
@@ -140,6 +141,8 @@ class StepOptions:
         ``"joint"`` chain, see :func:`pyro_dynvae.models.dynamics.chain_layout`.
     :param str block_tridiag_algorithm: the block-tridiagonal algorithm, see
         :func:`pyro_dynvae.ops.dispatch.block_tridiag_algorithm` (``"auto"``: by regime).
+    :param str gaussian_form: how a Gaussian frames likelihood is computed, see
+        :func:`pyro_dynvae.models.frames.gaussian_form`.
     """
 
     cache_bytes: int = 2**30
@@ -148,22 +151,26 @@ class StepOptions:
     channels_last: bool = True
     chain_layout: str = "separate"
     block_tridiag_algorithm: str = "auto"
+    gaussian_form: str = "shared_scale"
 
     @classmethod
     def reference(cls) -> StepOptions:
         """The step before issue 13: render every batch, torch's default Adam, plain layers,
         contiguous weights, one joint latent chain factorised by the sequential block
-        Cholesky."""
+        Cholesky, the elementwise Gaussian likelihood."""
         return cls(cache_bytes=0, foreach=None, conv_kernels="torch", channels_last=False,
-                   chain_layout="joint", block_tridiag_algorithm="sequential")
+                   chain_layout="joint", block_tridiag_algorithm="sequential",
+                   gaussian_form="elementwise")
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
-        """Inside the block, the kernels, chain layout and algorithm these options choose."""
+        """Inside the block, the kernels, chain layout, algorithm and likelihood form these
+        options choose."""
         with (
             conv_kernels(self.conv_kernels),
             chain_layout(self.chain_layout),
             block_tridiag_algorithm(self.block_tridiag_algorithm),
+            gaussian_form(self.gaussian_form),
         ):
             yield
 

@@ -9,6 +9,8 @@ and :class:`~.dsvae.DSVAEConfig` share them): ``image_size``, ``channels``, ``la
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Any
 
 import pyro
@@ -18,18 +20,35 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
+from pyro_dynvae._settings import setting
 from pyro_dynvae.distributions import SharedScaleNormal
 from pyro_dynvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
 __all__ = [
+    "GAUSSIAN_FORMS",
     "add_observation_scale",
     "check_frames",
     "frame_decoder",
     "frame_encoder",
     "frame_mean",
+    "gaussian_form",
     "observe_frames",
     "sequence_plate",
 ]
+
+GAUSSIAN_FORMS = ("shared_scale", "elementwise")
+_GAUSSIAN_FORM = contextvars.ContextVar("pyro_dynvae_gaussian_form", default="shared_scale")
+
+
+def gaussian_form(form: str) -> contextlib.AbstractContextManager[None]:
+    """Inside a ``with`` block, compute the Gaussian frames likelihood as ``"shared_scale"``
+    (the default: :class:`~pyro_dynvae.distributions.SharedScaleNormal`, one reduction per
+    sequence) or ``"elementwise"`` (``Normal(output, scale).to_event(4)``): the same density,
+    the second kept to measure the speed-up against (``benchmarks/bench_training.py``).
+
+    :param str form: ``"shared_scale"`` or ``"elementwise"``.
+    """
+    return setting(_GAUSSIAN_FORM, form, GAUSSIAN_FORMS, "form")
 
 
 def check_frames(frames: torch.Tensor, config: Any) -> tuple[int, int]:
@@ -109,8 +128,10 @@ def observe_frames(
     elif config.likelihood == "bernoulli":
         likelihood = dist.Bernoulli(logits=output).to_event(4)
         frames = (frames > 0.5).to(frames.dtype)
-    else:  # Normal(output, scale).to_event(4), with one reduction over each frame sequence
+    elif _GAUSSIAN_FORM.get() == "shared_scale":  # see gaussian_form
         likelihood = SharedScaleNormal(output, observation_scale.to(output), event_dim=4)
+    else:
+        likelihood = dist.Normal(output, observation_scale.to(output)).to_event(4)
     pyro.sample("frames", likelihood, obs=frames)
 
 
