@@ -3,12 +3,14 @@ Training throughput of a study cell and of the example, and where one step's tim
 
 Two configurations of the ``hierarchical`` variant: ``study`` (a cell of
 ``pyro-dynvae compare``: sprites over a drifting background, 32x32, T=10, batch 16, n=8, conv
-nets, Gaussian likelihood with a learned scale) and ``example`` (``examples/moving_mnist.py``,
-``TrainConfig()``'s defaults: one digit, 64x64, T=10, batch 16, n=8, Bernoulli likelihood).
+nets, Gaussian likelihood with a learned scale) and ``example`` (``TrainConfig()``'s defaults:
+one digit, 64x64, T=10, batch 16, n=16, Bernoulli likelihood; ``examples/moving_mnist.py`` runs
+it with the narrower conv net that ``--conv-channels 8 16 32`` times).
 Two paths, measured interleaved in the same run: ``reference``, the step as it was before
 issue 13 (``StepOptions.reference()``), and ``fast``, the default (``StepOptions()``: memoised
 training data, foreach Adam, the native kernel for the decoder's last layer, channels-last
-convolution weights). The fast path's data come from a warm cache, the steady state after the
+convolution weights, per-latent chains on the dense Cholesky route, the shared-scale Gaussian
+likelihood). The fast path's data come from a warm cache, the steady state after the
 first epoch (a budget-1 study cell renders during its first 128 of 600 steps).
 
 Per configuration, thread count and path the script prints
