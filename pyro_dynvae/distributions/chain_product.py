@@ -35,21 +35,34 @@ class ChainProductMVN(TorchDistribution):
     :func:`torch.distributions.kl.register_kl`) are those of the joint Gaussian
     :meth:`to_joint`, to float rounding.
 
+    The chains may compute in a wider dtype than the values they present (``dtype``): float64
+    chains for a float32 model cost little (each chain is ``Tk x Tk``) and keep factorisations
+    that float32 cannot do, such as the precision of a nearly static latent with a velocity.
+
     :param BlockTridiagMVN chains: the chains, batch shape ``batch_shape + (m,)``, event
         shape ``(T, k)``.
+    :param torch.dtype dtype: the dtype of values in and out (samples, means, densities);
+        default: the chains'.
     """
 
     arg_constraints = {}
     support = constraints.independent(constraints.real, 2)
     has_rsample = True
 
-    def __init__(self, chains: BlockTridiagMVN, validate_args: bool | None = None) -> None:
+    def __init__(
+        self,
+        chains: BlockTridiagMVN,
+        validate_args: bool | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         if not isinstance(chains, BlockTridiagMVN):
             raise TypeError(f"chains must be a BlockTridiagMVN, got {type(chains).__name__}")
         if len(chains.batch_shape) < 1:
             shape = tuple(chains.batch_shape)
             raise ValueError(f"chains must have a batch dim of chains, got batch shape {shape}")
         self.chains = chains
+        self.dtype = chains.loc.dtype if dtype is None else dtype
         num_steps, chain_dim = chains.event_shape
         self.num_chains = chains.batch_shape[-1]
         event_shape = torch.Size((num_steps, chain_dim * self.num_chains))
@@ -58,17 +71,19 @@ class ChainProductMVN(TorchDistribution):
     # -- the permutation between the joint layout and the chains' --------------------------------
 
     def to_chains(self, value: Tensor) -> Tensor:
-        """``(..., T, k m)`` -> ``(..., m, T, k)``."""
+        """``(..., T, k m)`` -> ``(..., m, T, k)``, in the chains' dtype."""
         chain_dim = self.chains.event_shape[-1]
+        value = value.to(self.chains.loc.dtype)
         return value.unflatten(-1, (chain_dim, self.num_chains)).movedim(-1, -3)
 
-    @staticmethod
-    def from_chains(value: Tensor) -> Tensor:
-        """``(..., m, T, k)`` -> ``(..., T, k m)``."""
-        return value.movedim(-3, -1).flatten(-2)
+    def from_chains(self, value: Tensor) -> Tensor:
+        """``(..., m, T, k)`` -> ``(..., T, k m)``, in :attr:`dtype`."""
+        return value.movedim(-3, -1).flatten(-2).to(self.dtype)
 
     def _joint_blocks(self, blocks: Tensor) -> Tensor:
-        """Chain blocks ``(..., m, S, k, k)`` -> joint blocks ``(..., S, k m, k m)``."""
+        """Chain blocks ``(..., m, S, k, k)`` -> joint blocks ``(..., S, k m, k m)``, in
+        :attr:`dtype`."""
+        blocks = blocks.to(self.dtype)
         eye = torch.eye(self.num_chains, dtype=blocks.dtype, device=blocks.device)
         joint = torch.einsum("...isjl,ih->...sjilh", blocks, eye)
         return joint.flatten(-4, -3).flatten(-2)
@@ -85,7 +100,7 @@ class ChainProductMVN(TorchDistribution):
 
     def to_joint(self) -> BlockTridiagMVN:
         """The same distribution as one :class:`BlockTridiagMVN` of event shape ``(T, k m)``
-        (for tests and for callers that need its dense matrices)."""
+        (for tests and for callers that need its dense matrices), in :attr:`dtype`."""
         return BlockTridiagMVN(
             self.mean, self.diag_blocks, self.offdiag_blocks, validate_args=False
         )
@@ -111,7 +126,7 @@ class ChainProductMVN(TorchDistribution):
         new = self._get_checked_instance(ChainProductMVN, _instance)
         batch_shape = torch.Size(batch_shape)
         new.chains = self.chains.expand(batch_shape + (self.num_chains,))
-        new.num_chains = self.num_chains
+        new.num_chains, new.dtype = self.num_chains, self.dtype
         super(ChainProductMVN, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -146,10 +161,10 @@ class ChainProductMVN(TorchDistribution):
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        return self.chains.log_prob(self.to_chains(value)).sum(-1)
+        return self.chains.log_prob(self.to_chains(value)).sum(-1).to(self.dtype)
 
     def entropy(self) -> Tensor:
-        return self.chains.entropy().sum(-1)
+        return self.chains.entropy().sum(-1).to(self.dtype)
 
 
 @register_kl(ChainProductMVN, ChainProductMVN)
@@ -163,7 +178,7 @@ def kl_chain_product_mvn(q: ChainProductMVN, p: ChainProductMVN) -> Tensor:
             f"KL needs the same chains, got {q.num_chains} x {tuple(q.chains.event_shape)} and "
             f"{p.num_chains} x {tuple(p.chains.event_shape)}"
         )
-    return kl_divergence(q.chains, p.chains).sum(-1)
+    return kl_divergence(q.chains, p.chains).sum(-1).to(q.dtype)
 
 
 @register_kl(BlockTridiagMVN, ChainProductMVN)

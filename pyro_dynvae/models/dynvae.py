@@ -154,6 +154,8 @@ def _separate_posterior(
     """
     chain_dim = prior.chains.event_shape[-1]
     padding = (0, chain_dim - 1)
+    dtype, chain_dtype = mean.dtype, prior.chains.loc.dtype
+    mean, precision = mean.to(chain_dtype), precision.to(chain_dtype)
     precision = nn.functional.pad(precision.movedim(-1, -2).unsqueeze(-1), padding)
     info_vec = nn.functional.pad((precision[..., 0] * mean.movedim(-1, -2)).unsqueeze(-1), padding)
     chains = BlockTridiagMVN.from_info(
@@ -161,7 +163,7 @@ def _separate_posterior(
         prior.chains.diag_blocks + torch.diag_embed(precision),
         prior.chains.offdiag_blocks,
     )
-    return ChainProductMVN(chains)
+    return ChainProductMVN(chains, dtype=dtype)
 
 
 class DynamicsGuide(PyroModule):
