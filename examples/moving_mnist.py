@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     print(f"  reconstruction MSE         {metrics['recon_mse']:.5f}")
     reading = metrics["digit_reading"]
     print(f"  digit classifier accuracy  data {reading['accuracy_data']:.3f}, reconstructions "
-          f"{reading['accuracy_reconstruction']:.3f} (ratio {reading['ratio']:.2f}; chance 0.1)")
+          f"{reading['accuracy_reconstruction']:.3f} (ratio {reading['ratio']:.2f}; chance 0.1; "
+          f"{reading['num_sequences']} sequences)")
     forecast = metrics["forecast"]
     print(f"  forecast MSE ({config.forecast_horizon} frames), all pixels / object pixels:")
     for name in ("model", *BASELINES):

@@ -47,6 +47,7 @@ TRAIN_OPTIONS = {
     "dataset_options": 'JSON object of extra dataset keyword arguments, e.g. \'{"num_digits": 1}\'',
     "num_sequences": "training sequences",
     "num_val_sequences": "held-out sequences (test split) for validation and metrics",
+    "digit_reading_sequences": "held-out Moving MNIST sequences the digit reading scores",
     "num_frames": "frames per sequence T",
     "image_size": "frame height and width in pixels",
     "latent_dim": "latent dimension n",
@@ -198,7 +199,8 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
     if "digit_reading" in metrics:
         reading = metrics["digit_reading"]
         print(f"  digit classifier accuracy: data {reading['accuracy_data']:.3f}, "
-              f"reconstructions {reading['accuracy_reconstruction']:.3f} (chance 0.1)")
+              f"reconstructions {reading['accuracy_reconstruction']:.3f} (chance 0.1; "
+              f"{reading['num_sequences']} sequences)")
     protocol = metrics.get("static_dynamic")
     if protocol is not None:
         print("  static/dynamic protocol: " + _protocol_line(protocol))
@@ -299,7 +301,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     judge = None
     if not args.no_protocol and isinstance(val_data, FactorDataset):
         judge = protocol_judge(train_data, val_data, steps=args.judge_steps)
-    metrics = finish_run(dynvae, val_data, config, run_dir, train_data=train_data, judge=judge)
+    metrics = finish_run(dynvae, val_data, config, run_dir, train_data=train_data, judge=judge,
+                         digit_data=training.digit_reading_data(config))
     _print_metrics(metrics, run_dir)
     return 0
 

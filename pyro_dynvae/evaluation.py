@@ -261,8 +261,8 @@ def digit_report(
     digits reads the 28x28 window at each digit's true position in every frame of ``dataset``
     and of ``dynvae.reconstruct`` of it (:func:`~pyro_dynvae.metrics.digit_reading.digit_reading`).
 
-    :returns: the accuracies on data and reconstructions, their ratio and the classifier's own
-        held-out accuracy.
+    :returns: the accuracies on data and reconstructions, their ratio, the classifier's own
+        held-out accuracy and the number of sequences read.
     """
     device = next(dynvae.parameters()).device
     frames, reconstructions, factors = [], [], []
@@ -277,12 +277,13 @@ def digit_report(
         windows.append(factors[:, columns])
     windows = torch.cat(windows)
     repeat = [dataset.num_digits] + [1] * (frames.dim() - 1)
-    return digit_reading(
+    report = digit_reading(
         frames.repeat(repeat).numpy(),
         reconstructions.repeat(repeat).numpy(),
         windows[:, :2].numpy(),
         windows[:, 2].numpy(),
     )
+    return {**report, "num_sequences": len(dataset)}
 
 
 def dynamics_report(
@@ -336,6 +337,7 @@ def finish_run(
     *,
     train_data: Dataset | None = None,
     judge: Judge | None = None,
+    digit_data: MovingMNIST | None = None,
 ) -> dict[str, Any]:
     """
     Write ``metrics.json`` (held-out metrics, see :func:`evaluate`, for datasets with
@@ -351,6 +353,9 @@ def finish_run(
         is then :func:`~pyro_dynvae.assessment.protocol.static_dynamic_report` on up to
         :data:`PROTOCOL_PAIRS` pairs of held-out sequences (or the judge's refusal), with its
         figure ``figures/swaps.png``.
+    :param digit_data: the held-out Moving MNIST sequences the digit reading scores (None:
+        ``val_data``); ``make_dataset(config, "digit_reading")`` draws more of them than
+        validation needs, since the reading's error is set by the number of distinct digits.
     :returns: the metrics, with ``figures`` listing the PNG paths written.
     """
     run_dir = Path(run_dir)
@@ -365,7 +370,8 @@ def finish_run(
     if isinstance(val_data, FactorDataset):
         metrics["disentanglement"] = disentanglement(dynvae, val_data, batch_size=config.batch_size)
     if isinstance(val_data, MovingMNIST):
-        metrics["digit_reading"] = digit_report(dynvae, val_data, batch_size=config.batch_size)
+        metrics["digit_reading"] = digit_report(
+            dynvae, val_data if digit_data is None else digit_data, batch_size=config.batch_size)
     figures = save_run_figures(
         dynvae,
         val_data,

@@ -504,21 +504,31 @@ def make_dataset(config: TrainConfig, split: str) -> Dataset:
     """
     The ``"train"`` or held-out ``"test"`` dataset named by ``config`` (deterministic given its
     seed; the test split draws from disjoint digits/objects), with the dataset's default options
-    (:data:`pyro_dynvae.defaults.DATASET_DEFAULTS`) under ``config.dataset_options``.
+    (:data:`pyro_dynvae.defaults.DATASET_DEFAULTS`) under ``config.dataset_options``. The
+    ``"digit_reading"`` split is a larger draw from the test split,
+    ``config.digit_reading_sequences`` sequences, for the digit reading.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    sizes = {"train": config.num_sequences, "test": config.num_val_sequences,
+             "digit_reading": config.digit_reading_sequences}
+    if split not in sizes:
+        raise ValueError(f"split must be one of {sorted(sizes)}, got {split!r}")
     try:
         return DATASETS[config.dataset](
-            num_sequences=config.num_sequences if split == "train" else config.num_val_sequences,
+            num_sequences=sizes[split],
             num_frames=config.num_frames,
             image_size=config.image_size,
             seed=config.seed,
-            split=split,
+            split="train" if split == "train" else "test",
             **dataset_options(config.dataset, config.dataset_options),
         )
     except TypeError as error:  # e.g. an unknown keyword in dataset_options
         raise TypeError(f"dataset_options of {config.dataset!r}: {error}") from error
+
+
+def digit_reading_data(config: TrainConfig) -> Dataset | None:
+    """The held-out sequences the digit reading of ``metrics.json`` scores: the
+    ``"digit_reading"`` split for Moving MNIST, None for datasets without digits."""
+    return make_dataset(config, "digit_reading") if config.dataset == "moving_mnist" else None
 
 
 def make_model(config: TrainConfig, channels: int) -> torch.nn.Module:
@@ -585,4 +595,5 @@ def train(
     )
     if not module.trainer.is_global_zero:
         return None
-    return finish_run(module.dynvae, val_data, config, run_dir, train_data=train_data)
+    return finish_run(module.dynvae, val_data, config, run_dir, train_data=train_data,
+                      digit_data=digit_reading_data(config))

