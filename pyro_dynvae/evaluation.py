@@ -48,6 +48,14 @@ def loss_scale(dynvae: torch.nn.Module, batch_size: int) -> int:
     return getattr(dynvae, "config", {}).get("num_sequences") or batch_size
 
 
+def exact_elbo(dynvae: torch.nn.Module, loss_fn: torch.nn.Module, frames: torch.Tensor) -> float:
+    """One-sample Monte Carlo ELBO per sequence of ``frames``: ``-loss_fn(frames)`` under
+    ``dynvae.exact_elbo()`` (the latent term weighted 1 whatever ``kl_scale`` and the KL
+    annealing are) divided by :func:`loss_scale`."""
+    with dynvae.exact_elbo():
+        return -float(loss_fn(frames)) / loss_scale(dynvae, frames.shape[0])
+
+
 @torch.no_grad()
 def batch_metrics(
     dynvae: torch.nn.Module,
@@ -59,8 +67,8 @@ def batch_metrics(
     Held-out quality of one batch of sequences ``frames`` of shape ``(B, T, C, H, W)``, as
     logged during validation (:func:`evaluate` scores a whole dataset):
 
-    - ``elbo``: one-sample Monte Carlo ELBO per sequence, ``-loss_fn(frames)`` divided by
-      :func:`loss_scale`;
+    - ``elbo``: :func:`exact_elbo`, the one-sample Monte Carlo ELBO per sequence (not the
+      training objective where ``kl_scale`` differs from 1);
     - ``recon_mse``: mean squared error of ``dynvae.reconstruct(frames)`` per pixel;
     - ``forecast_mse``: per-pixel MSE of the predictive mean
       ``dynvae.forecast(frames[:, :T-k], k, FORECAST_SAMPLES)`` against the
@@ -70,7 +78,7 @@ def batch_metrics(
     """
     scores, _ = forecast_errors(dynvae, frames, forecast_horizon)
     return {
-        "elbo": -float(loss_fn(frames)) / loss_scale(dynvae, frames.shape[0]),
+        "elbo": exact_elbo(dynvae, loss_fn, frames),
         "recon_mse": float((dynvae.reconstruct(frames) - frames).pow(2).mean()),
         "forecast_mse": scores["mse"]["model"],
         "forecast_vs_best_baseline": scores["ratio_to_best_baseline"],
@@ -170,7 +178,7 @@ def evaluate(
         for batch in seeded_loader(dataset, seed, batch_size=batch_size):
             frames = frames_of(batch).to(device)
             num_sequences = frames.shape[0]
-            elbo = -float(loss_fn(frames)) / loss_scale(dynvae, num_sequences)
+            elbo = exact_elbo(dynvae, loss_fn, frames)
             totals["elbo"] += elbo * num_sequences
             recon_error = (dynvae.reconstruct(frames) - frames).pow(2).mean()
             totals["recon_mse"] += float(recon_error) * num_sequences

@@ -197,7 +197,8 @@ class DynamicsVAEModule(pl.LightningModule):
     The LightningModule wrapping a dynamics VAE's ELBO (Pyro's ``ELBOModule``).
 
     :param torch.nn.Module dynvae: a model following the :func:`~pyro_dynvae.models.build_model`
-        protocol (``.model``, ``.guide``, ``.make_elbo()``, ``.reconstruct``, ``.forecast``).
+        protocol (``.model``, ``.guide``, ``.make_elbo()``, ``.exact_elbo()``, ``.reconstruct``,
+        ``.forecast``).
     :param Dataset train_data: yields ``(frames, factors)``.
     :param Dataset val_data: held-out sequences, same format.
     :param TrainConfig config: batch size, learning rate, seed, forecast horizon, workers.

@@ -415,3 +415,41 @@ def test_ancestral_prior_samples_have_the_chain_covariance():
     dense = transitions.prior(theta, 5, theta).covariance_matrix[0]
     empirical = torch.cov(states.flatten(1).T)
     assert (empirical - dense).abs().max() < 0.15
+
+
+def _loss(dynvae: torch.nn.Module, frames: torch.Tensor) -> float:
+    pyro.set_rng_seed(0)  # the same Monte Carlo sample for every call
+    return float(dynvae.make_elbo()(dynvae.model, dynvae.guide)(frames))
+
+
+@pytest.mark.parametrize("variant, kl_scale", [("hierarchical", 0.5), ("beta_vae", 4.0)])
+def test_exact_elbo_is_the_bound_whatever_kl_scale_and_annealing(variant, kl_scale):
+    torch.manual_seed(0)
+    frames = torch.rand(3, 4, 1, 4, 4).round()
+    weighted = build_model(variant, **TINY, kl_scale=kl_scale)
+    bound = build_model(variant, **TINY, kl_scale=1.0)  # the reference: the same weights, beta 1
+    bound.load_state_dict(weighted.state_dict())
+    weighted.kl_annealing = 0.3
+    with weighted.exact_elbo():
+        exact = _loss(weighted, frames)
+    assert exact == pytest.approx(_loss(bound, frames), rel=1e-6)
+    assert weighted.kl_annealing == 0.3  # the training objective is back
+    # the objective is -E[log p(x | z)] + beta a KL(z) + the other terms: affine in beta a,
+    # so two annealing factors give the latent term and, at beta a = 1, the bound
+    low = _loss(weighted, frames)
+    weighted.kl_annealing = 0.6
+    latent_term = (_loss(weighted, frames) - low) / (0.3 * kl_scale)
+    assert abs(latent_term) > 1e-2 * abs(exact)  # not negligible here
+    assert exact == pytest.approx(low + (1 - 0.3 * kl_scale) * latent_term, rel=1e-5)
+
+
+def test_dsvae_exact_elbo_anneals_nothing():
+    torch.manual_seed(0)
+    frames = torch.rand(3, 4, 1, 4, 4).round()
+    dsvae = build_model("dsvae", image_size=4, channels=1, latent_dim=4, architecture="mlp",
+                        rnn_hidden=8, likelihood="bernoulli")
+    full = _loss(dsvae, frames)
+    dsvae.kl_annealing = 0.2
+    with dsvae.exact_elbo():
+        assert _loss(dsvae, frames) == pytest.approx(full, rel=1e-6)
+    assert dsvae.kl_annealing == 0.2 and _loss(dsvae, frames) != pytest.approx(full, rel=1e-3)

@@ -5,6 +5,7 @@ Training machinery (pyro_dynvae.train) on a tiny linear dynamical VAE that follo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -75,7 +76,8 @@ class TinyGuide(PyroModule):
 
 
 class TinyDynamicsVAE(torch.nn.Module):
-    """The ``build_model`` protocol (model, guide, make_elbo, encode, reconstruct, forecast)."""
+    """The ``build_model`` protocol (model, guide, make_elbo, exact_elbo, encode, reconstruct,
+    forecast)."""
 
     def __init__(self, image_size: int = 4, latent_dim: int = 2, nan_at_step: int | None = None):
         super().__init__()
@@ -87,6 +89,9 @@ class TinyDynamicsVAE(torch.nn.Module):
 
     def make_elbo(self) -> pyro.infer.ELBO:
         return pyro.infer.Trace_ELBO()
+
+    def exact_elbo(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()  # its objective is the ELBO, unweighted
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         mean = torch.sigmoid(self.model.decoder(z))

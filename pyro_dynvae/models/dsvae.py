@@ -50,6 +50,8 @@ where torch has one and falls back to Monte Carlo for ``z``; the guide is mean f
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -396,6 +398,17 @@ class DSVAE(nn.Module):
         if not 0 <= value <= 1:
             raise ValueError(f"kl_annealing must lie in [0, 1], got {value}")
         self.model.kl_annealing = self.guide.kl_annealing = float(value)
+
+    @contextlib.contextmanager
+    def exact_elbo(self) -> Iterator[None]:
+        """Inside, ``make_elbo()(model, guide)`` is the negative ELBO itself: KL annealing at 1
+        (see :meth:`pyro_dynvae.models.dynvae.DynamicsVAE.exact_elbo`)."""
+        annealing = self.kl_annealing
+        self.kl_annealing = 1.0
+        try:
+            yield
+        finally:
+            self.kl_annealing = annealing
 
     @property
     def config(self) -> dict:

@@ -187,7 +187,9 @@ class LatentDynamics(PyroModule):
         super().__init__()
         n = config.latent_dim
         self.kind, self.latent_dim = config.dynamics, n
-        # factor on the z term of model and guide alike (KL annealing; see DynamicsVAE)
+        # factors on the z term of model and guide alike (beta and KL annealing; see
+        # DynamicsVAE.exact_elbo)
+        self.kl_scale = float(config.kl_scale)
         self.kl_annealing = 1.0
         self.has_velocity = config.velocity
         self.state_dim = 2 * n if config.velocity else n

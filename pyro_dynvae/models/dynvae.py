@@ -29,6 +29,9 @@ so the guide family contains the exact posterior (checked in the tests).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -135,7 +138,7 @@ class DynamicsModel(PyroModule):
                 )
                 if config.penalty_weight > 0:
                     pyro.factor("dynamics_penalty", -self.penalty(theta))
-            with poutine.scale(scale=config.kl_scale * self.transitions.kl_annealing):
+            with poutine.scale(scale=self.transitions.kl_scale * self.transitions.kl_annealing):
                 latents = pyro.sample("z", self.transitions.prior(theta, num_frames, frames))
             output = self.decoder(self.transitions.positions(latents))
             observe_frames(config, output, frames, self.observation_scale)
@@ -271,7 +274,7 @@ class DynamicsGuide(PyroModule):
             theta = None
             if config.has_dynamics_site:
                 theta = pyro.sample("dynamics", self.dynamics_posterior(features))
-            with poutine.scale(scale=config.kl_scale * self.transitions.kl_annealing):
+            with poutine.scale(scale=self.transitions.kl_scale * self.transitions.kl_annealing):
                 pyro.sample("z", self.latent_posterior(theta, potentials))
 
 
@@ -280,7 +283,9 @@ class DynamicsVAE(nn.Module):
 
     Train with ``pyro.settings.set(module_local_params=True)``,
     ``loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)`` and a torch optimizer over
-    ``loss_fn.parameters()``; ``loss_fn(frames)`` is the negative ELBO of a minibatch.
+    ``loss_fn.parameters()``; ``loss_fn(frames)`` is the negative training objective of a
+    minibatch, the negative ELBO when ``kl_scale`` and the KL annealing are 1 and always inside
+    :meth:`exact_elbo`.
 
     :param DynamicsVAEConfig config: the configuration (see :data:`VARIANTS`).
     """
@@ -303,6 +308,26 @@ class DynamicsVAE(nn.Module):
         if not 0 <= value <= 1:
             raise ValueError(f"kl_annealing must lie in [0, 1], got {value}")
         self.guide.transitions.kl_annealing = float(value)
+
+    @contextlib.contextmanager
+    def exact_elbo(self) -> Iterator[None]:
+        r"""Inside, ``make_elbo()(model, guide)`` is the negative ELBO itself: the latent term
+        weighted 1 instead of the training objective's ``kl_scale * kl_annealing``.
+
+        Training maximises :math:`E_q[\log p(x \mid z)] - \beta a\, KL(q(z) \| p(z))` with
+        :math:`\beta` = ``kl_scale`` (Higgins et al. 2017, "beta-VAE") and :math:`a` the KL
+        annealing factor; only at :math:`\beta a = 1` is that a lower bound on
+        :math:`\log p(x)`, so held-out ELBOs are computed in here (:mod:`pyro_dynvae.evaluation`).
+        The penalty variants' ``pyro.factor`` stays: with their flat prior on the eigenvalues
+        it is the unnormalised prior the variant is defined by.
+        """
+        transitions = self.guide.transitions
+        weights = transitions.kl_scale, transitions.kl_annealing
+        transitions.kl_scale, transitions.kl_annealing = 1.0, 1.0
+        try:
+            yield
+        finally:
+            transitions.kl_scale, transitions.kl_annealing = weights
 
     @property
     def config(self) -> dict:
