@@ -51,6 +51,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import small_blocks
+
 __all__ = [
     "BlockCholesky",
     "block_cholesky",
@@ -93,7 +95,8 @@ class BlockCholesky(NamedTuple):
 
 
 class _FullBlocks:
-    """Dense ``n x n`` blocks: Cholesky, triangular solves, matrix products."""
+    """Dense ``n x n`` blocks: Cholesky, triangular solves, matrix products (``2 x 2`` blocks
+    in closed form, :mod:`~pyro_dynvae.ops.small_blocks`)."""
 
     block_ndim = 2
 
@@ -123,17 +126,17 @@ class _FullBlocks:
     @staticmethod
     def solve_lower(chol: Tensor, x: Tensor, left: bool = True) -> Tensor:
         """``C^{-1} x`` (``left``) or ``x C^{-1}``."""
-        return torch.linalg.solve_triangular(chol, x, upper=False, left=left)
+        return small_blocks.solve_triangular(chol, x, upper=False, left=left)
 
     @staticmethod
     def solve_lower_transpose(chol: Tensor, x: Tensor, left: bool = True) -> Tensor:
         """``C^{-T} x`` (``left``) or ``x C^{-T}``."""
-        return torch.linalg.solve_triangular(chol.mT, x, upper=True, left=left)
+        return small_blocks.solve_triangular(chol.mT, x, upper=True, left=left)
 
     @staticmethod
     def cholesky_inverse(chol: Tensor) -> Tensor:
         """``(C C')^{-1}``."""
-        return torch.cholesky_inverse(chol)
+        return small_blocks.cholesky_inverse(chol)
 
     @staticmethod
     def column_outer(a: Tensor, b: Tensor) -> Tensor:
@@ -800,7 +803,7 @@ def _covariance_cholesky(cov: Tensor, alg, name: str) -> Tensor:
         if not bool((cov > 0).all()):
             raise ValueError(f"{name} must hold positive variances with blocks='diagonal'")
         return cov.sqrt()
-    chol, info = torch.linalg.cholesky_ex(cov)
+    chol, info = small_blocks.cholesky_ex(cov)
     if bool(info.any()):
         raise ValueError(f"{name} must be positive definite")
     return chol
