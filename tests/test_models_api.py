@@ -15,6 +15,7 @@ from torch.distributions import kl_divergence
 
 from pyro_dynvae.models import VARIANTS, DynamicsVAEConfig, LaplaceRandomWalk, build_model
 from pyro_dynvae.models.dynamics import group_weights
+from pyro_dynvae.nets import ConvDecoder, ConvEncoder
 
 TINY = dict(image_size=4, channels=1, latent_dim=4, architecture="mlp", likelihood="bernoulli")
 EXPECTED_VARIANTS = {
@@ -116,6 +117,21 @@ def test_bad_options():
         build_model("slowvae", guide="structured")
     with pytest.raises(ValueError, match="latent_dim must be positive"):
         build_model("vae", latent_dim=0)
+    with pytest.raises(ValueError, match="conv_activation must be one of"):
+        build_model("hierarchical", conv_activation="tanh")
+    with pytest.raises(ValueError, match="conv_activation must be one of"):
+        build_model("dsvae", conv_activation="tanh")
+
+
+@pytest.mark.parametrize("variant", ["hierarchical", "dsvae"])
+def test_conv_activation_reaches_both_frame_networks(variant):
+    dynvae = build_model(variant, image_size=16, conv_channels=(4, 8), feature_dim=16,
+                         conv_activation="leaky_relu")
+    nets = [m for m in dynvae.modules() if isinstance(m, (ConvEncoder, ConvDecoder))]
+    assert len(nets) == 2
+    for net in nets:
+        kinds = {type(m) for m in net.modules()}
+        assert torch.nn.LeakyReLU in kinds and torch.nn.ELU not in kinds
 
 
 def test_bad_frames():

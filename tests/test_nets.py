@@ -46,6 +46,45 @@ def test_conv_rejects_bad_channels():
         ConvEncoder(32, 1, conv_channels=())
 
 
+@pytest.mark.parametrize("activation, function", [
+    ("elu", torch.nn.functional.elu),
+    ("leaky_relu", torch.nn.functional.leaky_relu),
+    ("relu", torch.nn.functional.relu),
+])
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_conv_activation_is_applied_after_every_hidden_layer(activation, function, broadcast):
+    # reference: the same weights applied by hand with the functional activation
+    torch.manual_seed(0)
+    encoder = ConvEncoder(16, 1, conv_channels=(4, 8), feature_dim=6, activation=activation)
+    decoder = ConvDecoder(16, 1, 3, conv_channels=(4, 8), broadcast=broadcast,
+                          activation=activation)
+    frames, latents = torch.randn(5, 1, 16, 16), torch.randn(5, 3)
+    hidden = frames
+    for conv in encoder.convs[::2]:
+        hidden = function(conv(hidden))
+    expected = function(encoder.linear(hidden.flatten(1)))
+    assert torch.allclose(encoder(frames), expected, atol=1e-6)
+    if broadcast:
+        grid = decoder.coordinates.expand(5, -1, -1, -1)
+        tiled = latents[:, :, None, None].expand(-1, -1, *grid.shape[-2:])
+        start = decoder.start
+        hidden = start[4](function(start[2](function(start[0](torch.cat([tiled, grid], 1))))))
+    else:
+        hidden = decoder.start(latents).reshape(5, decoder.first_width, 4, 4)
+    for deconv in decoder.deconvs[1::2]:
+        hidden = deconv(function(hidden))
+    assert torch.allclose(decoder(latents), hidden, atol=1e-5)
+    # the choice changes the function (ELU and ReLU differ below zero)
+    assert (encoder(frames) < 0).any() == (activation != "relu")
+
+
+def test_conv_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ConvEncoder(16, 1, activation="tanh")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ConvDecoder(16, 1, 3, activation="gelu")
+
+
 def test_mlp_without_hidden_layers_is_identity_encoder_and_affine_decoder():
     torch.manual_seed(0)
     encoder = MLPEncoder((1, 2, 3), hidden_dims=())

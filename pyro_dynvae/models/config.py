@@ -122,7 +122,7 @@ class DynamicsVAEConfig(FrameOptions):
 
     Networks: ``architecture`` (``"conv"``; ``"broadcast"``, the conv encoder with a spatial
     broadcast decoder, :class:`~pyro_dynvae.nets.ConvDecoder`; or ``"mlp"`` on flattened frames),
-    ``conv_channels``,
+    ``conv_channels``, ``conv_activation`` (``"elu"``, ``"leaky_relu"`` or ``"relu"``),
     ``feature_dim`` (conv features), ``encoder_hidden`` / ``decoder_hidden`` (MLP widths; ``()``
     gives an identity encoder / affine decoder), ``dynamics_hidden``.
     """

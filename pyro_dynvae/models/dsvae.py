@@ -118,9 +118,9 @@ class DSVAEConfig(FrameOptions):
     with ``d_z = 1`` swapping ``f`` moved it (seeds 0, 1, 2). Hence the default gives ``z`` a
     quarter of the code.
 
-    Networks: ``architecture``, ``conv_channels``, ``feature_dim``, ``encoder_hidden``,
-    ``decoder_hidden`` as for the other variants (the same frame networks); ``rnn_hidden``, the
-    width of the LSTMs (each direction of ``q(f | x)``'s, and the prior's);
+    Networks: ``architecture``, ``conv_channels``, ``conv_activation``, ``feature_dim``,
+    ``encoder_hidden``, ``decoder_hidden`` as for the other variants (the same frame networks);
+    ``rnn_hidden``, the width of the LSTMs (each direction of ``q(f | x)``'s, and the prior's);
     ``precision_floor``, the smallest precision of every Gaussian (posteriors and prior), so
     that no variance exceeds ``1 / precision_floor``.
 

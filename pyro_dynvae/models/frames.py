@@ -3,8 +3,9 @@ and decode them, and observe them under the configured likelihood.
 
 The helpers read a model configuration by its field names (:class:`~.config.DynamicsVAEConfig`
 and :class:`~.dsvae.DSVAEConfig` share them): ``image_size``, ``channels``, ``latent_dim``,
-``num_sequences``, ``architecture``, ``conv_channels``, ``feature_dim``, ``encoder_hidden``,
-``decoder_hidden``, ``likelihood``, ``observation_scale``, ``learn_observation_scale``.
+``num_sequences``, ``architecture``, ``conv_channels``, ``conv_activation``, ``feature_dim``,
+``encoder_hidden``, ``decoder_hidden``, ``likelihood``, ``observation_scale``,
+``learn_observation_scale``.
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ def frame_encoder(config: Any) -> nn.Module:
     ``F``."""
     if config.architecture in ("conv", "broadcast"):
         return ConvEncoder(
-            config.image_size, config.channels, config.conv_channels, config.feature_dim
+            config.image_size,
+            config.channels,
+            config.conv_channels,
+            config.feature_dim,
+            activation=config.conv_activation,
         )
     frame_shape = (config.channels, config.image_size, config.image_size)
     return MLPEncoder(frame_shape, config.encoder_hidden)
@@ -96,6 +101,7 @@ def frame_decoder(config: Any) -> nn.Module:
             config.latent_dim,
             config.conv_channels,
             broadcast=config.architecture == "broadcast",
+            activation=config.conv_activation,
         )
     frame_shape = (config.channels, config.image_size, config.image_size)
     return MLPDecoder(config.latent_dim, frame_shape, config.decoder_hidden)

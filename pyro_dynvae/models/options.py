@@ -7,6 +7,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pyro_dynvae.nets import ACTIVATIONS
+
 __all__ = [
     "FRAME_CHOICES",
     "FrameOptions",
@@ -22,6 +24,7 @@ __all__ = [
 FRAME_CHOICES: dict[str, tuple] = {
     "likelihood": ("continuous_bernoulli", "bernoulli", "gaussian"),
     "architecture": ("conv", "broadcast", "mlp"),
+    "conv_activation": tuple(ACTIVATIONS),
 }
 FRAME_POSITIVE = ("image_size", "channels", "latent_dim", "observation_scale", "feature_dim")
 FRAME_TUPLES = ("conv_channels", "encoder_hidden", "decoder_hidden")
@@ -34,13 +37,15 @@ class FrameOptions:
     ``"gaussian"`` with ``observation_scale``, learned when ``learn_observation_scale``, or
     ``"continuous_bernoulli"``), ``architecture`` (:data:`FRAME_CHOICES`), the conv widths
     ``conv_channels``, the encoder's ``feature_dim`` and the MLP widths ``encoder_hidden`` and
-    ``decoder_hidden`` (:mod:`~pyro_dynvae.models.frames`)."""
+    ``decoder_hidden`` (:mod:`~pyro_dynvae.models.frames`) and the conv networks' activation
+    ``conv_activation`` (:data:`~pyro_dynvae.nets.ACTIVATIONS`)."""
 
     likelihood: str = "gaussian"
     observation_scale: float = 0.1
     learn_observation_scale: bool = False
     architecture: str = "conv"
     conv_channels: tuple[int, ...] = (16, 32, 32, 64)
+    conv_activation: str = "elu"
     feature_dim: int = 128
     encoder_hidden: tuple[int, ...] = (64,)
     decoder_hidden: tuple[int, ...] = (64,)
