@@ -197,7 +197,8 @@ def test_help_shows_each_default_once(command, capsys):
     assert "--debug" in text
 
 
-def test_train_help_documents_resume_and_overwrite(capsys):
+def test_train_help_documents_resume_and_overwrite(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps help at hyphens otherwise
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
