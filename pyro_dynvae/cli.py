@@ -66,7 +66,6 @@ TRAIN_OPTIONS = {
     "strategy": "Lightning strategy: auto, ddp, ddp_spawn, ... (DDP on CPU uses gloo)",
     "threads": "torch intra-op threads per process (0: torch's default)",
     "kl_warmup_steps": "KL annealing: the z term is scaled up linearly over these steps (0: off)",
-    "learning_rate_schedule": "constant, or cosine: the learning rate decays to 0 at max_steps",
 }
 
 

@@ -23,9 +23,6 @@ pyro.settings.set(module_local_params=True)
 #: dataset name -> class in :mod:`pyro_dynvae.data`
 DATASETS = {"moving_mnist": MovingMNIST, "sprites": DynamicSprites}
 
-#: the values of :attr:`TrainConfig.learning_rate_schedule`
-LEARNING_RATE_SCHEDULES = ("constant", "cosine")
-
 #: frames a forecast observes at least (the eigenvalue network reads pairs of frames)
 MIN_OBSERVED_FRAMES = 2
 
@@ -78,12 +75,6 @@ class TrainConfig:
         latent ``z`` term of the ELBO is scaled by ``min(1, (s + 1) / kl_warmup_steps)`` at step
         ``s``, so the decoder learns to use the latents before the KL prices them (0: off).
         Validation and metrics always use the full ELBO.
-    :param str learning_rate_schedule: ``"constant"`` or ``"cosine"``: at step ``s`` the
-        learning rate is ``learning_rate * (1 + cos(pi s / max_steps)) / 2``, from
-        ``learning_rate`` down to 0 at the last step (Loshchilov and Hutter 2017, "SGDR:
-        stochastic gradient descent with warm restarts", one cycle without restarts). It is a
-        function of the step and the config alone, so a resumed run continues it exactly (and a
-        resume that changes ``max_steps`` stretches what is left of it).
 
     Every field is checked on construction (type and range, ``ValueError``/``TypeError`` naming
     the field), so a bad value fails before anything is written.
@@ -114,7 +105,6 @@ class TrainConfig:
     strategy: str = "auto"
     threads: int = 0
     kl_warmup_steps: int = 1000
-    learning_rate_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -132,11 +122,6 @@ class TrainConfig:
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(
                 f"learning_rate must be a finite number > 0, got {self.learning_rate}"
-            )
-        if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
-            raise ValueError(
-                f"learning_rate_schedule must be one of {LEARNING_RATE_SCHEDULES}, got "
-                f"{self.learning_rate_schedule!r}"
             )
         if not (math.isfinite(self.gradient_clip_val) and self.gradient_clip_val >= 0):
             raise ValueError(
@@ -160,14 +145,6 @@ class TrainConfig:
                 f"batch_size ({self.batch_size}) must not exceed num_sequences"
                 f" ({self.num_sequences})"
             )
-
-    def learning_rate_at(self, step: int) -> float:
-        """The learning rate of optimiser step ``step`` (0-based) under
-        :attr:`learning_rate_schedule`."""
-        if self.learning_rate_schedule == "constant":
-            return self.learning_rate
-        progress = min(step, self.max_steps) / self.max_steps
-        return self.learning_rate * (1 + math.cos(math.pi * progress)) / 2
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

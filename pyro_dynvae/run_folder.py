@@ -49,9 +49,8 @@ RUN_CONTENTS = (
 #: TrainConfig fields a resumed run may change: how it is optimised and where it runs, never
 #: the model, the data or the evaluation
 RESUMABLE = (
-    "learning_rate", "learning_rate_schedule", "gradient_clip_val", "max_steps", "val_every",
-    "checkpoint_every", "num_workers", "accelerator", "devices", "num_nodes", "strategy",
-    "threads",
+    "learning_rate", "gradient_clip_val", "max_steps", "val_every", "checkpoint_every",
+    "num_workers", "accelerator", "devices", "num_nodes", "strategy", "threads",
 )
 
 

@@ -259,14 +259,12 @@ class DynamicsVAEModule(pl.LightningModule):
             foreach=self.step_options.foreach,
         )
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # The config's schedule sets every step's learning rate, also on a resumed run, whose
-        # optimiser state holds the rate it stopped at (a resume may change the rate and the
-        # schedule, see RESUMABLE).
-        learning_rate = self.config.learning_rate_at(self.global_step)
+    def on_train_start(self) -> None:
+        # A resumed run restores the optimiser's state, learning rate included; the config's
+        # learning rate is the one to train with (a resume may change it, see RESUMABLE).
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate
+                group["lr"] = self.config.learning_rate
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         frames = frames_of(batch)

@@ -103,14 +103,13 @@ def test_fit_always_writes_last_ckpt_of_the_run_being_trained(tmp_path):
 
 
 class SwitchLearningRate(Callback):
-    """Sets the optimiser's learning rate from optimiser step ``step`` on (after the module has
-    set the schedule's rate for the step)."""
+    """Sets the optimiser's learning rate before the batch of optimiser step ``step``."""
 
     def __init__(self, step: int, learning_rate: float) -> None:
         self.step, self.learning_rate = step, learning_rate
 
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        if trainer.global_step >= self.step:
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
             for group in trainer.optimizers[0].param_groups:
                 group["lr"] = self.learning_rate
 

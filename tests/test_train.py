@@ -229,55 +229,6 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     assert any(not torch.allclose(midway[n], expected[n]) for n in expected)
 
 
-def test_learning_rate_schedules_known_values():
-    constant = tiny_config(max_steps=10)
-    assert [constant.learning_rate_at(s) for s in (0, 5, 10)] == [0.05] * 3
-    cosine = tiny_config(max_steps=10, learning_rate_schedule="cosine")
-    assert cosine.learning_rate_at(0) == pytest.approx(0.05)
-    assert cosine.learning_rate_at(5) == pytest.approx(0.025)
-    assert cosine.learning_rate_at(10) == pytest.approx(0.0, abs=1e-12)
-    assert cosine.learning_rate_at(2) == pytest.approx(0.05 * (1 + math.cos(math.pi / 5)) / 2)
-    with pytest.raises(ValueError, match="learning_rate_schedule must be one of"):
-        tiny_config(learning_rate_schedule="step")
-
-
-class RecordLearningRates(Callback):
-    """The learning rate each optimiser step uses (read just before the step), by step."""
-
-    def __init__(self) -> None:
-        self.rates: dict[int, float] = {}
-
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        self.rates[trainer.global_step] = optimizer.param_groups[0]["lr"]
-
-
-class StopAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            trainer.should_stop = True
-
-
-def test_cosine_schedule_sets_every_step_and_resumes_exactly(tmp_path):
-    config = tiny_config(max_steps=8, learning_rate_schedule="cosine")
-    record = RecordLearningRates()
-    straight = run_fit(tmp_path / "straight", config, callbacks=[record])
-    assert record.rates == pytest.approx({s: config.learning_rate_at(s) for s in range(8)})
-    run_fit(tmp_path / "resumed", config, callbacks=[StopAt(4)])
-    ckpt = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
-    assert torch.load(ckpt, weights_only=False)["global_step"] == 4
-    record = RecordLearningRates()
-    resumed = run_fit(tmp_path / "resumed", config, seed=1, ckpt_path=ckpt, callbacks=[record])
-    assert record.rates == pytest.approx({s: config.learning_rate_at(s) for s in range(4, 8)})
-    expected, actual = parameters(straight), parameters(resumed)
-    for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], rtol=1e-6, atol=1e-7)
-    constant = run_fit(tmp_path / "constant", tiny_config(max_steps=8))
-    assert any(not torch.allclose(actual[n], parameters(constant)[n]) for n in actual)
-
-
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     config = tiny_config(max_steps=10, checkpoint_every=1, val_every=0)
     torch.manual_seed(0)
