@@ -292,6 +292,12 @@ def test_bernoulli_likelihood_binarises_frames():
     by_hand = dist.Bernoulli(logits=logits).log_prob((frames > 0.5).float()).sum()
     prior = dist.Normal(0.0, 1.0).log_prob(z).sum()
     assert torch.allclose(log_density[0], by_hand + prior, atol=1e-4)
+    # the site skips Pyro's validation (its values are binary by construction), so a diverged
+    # decoder must still show: its NaN logits give a NaN log-density, never a finite one
+    dynvae.model.decoder.register_forward_hook(lambda module, args, out: out * float("nan"))
+    trace = poutine.trace(poutine.condition(dynvae.model, data={"z": z})).get_trace(frames)
+    with pytest.warns(UserWarning, match="Encountered NaN"):  # Pyro's own notice
+        assert torch.isnan(trace.log_prob_sum())
 
 
 @pytest.mark.parametrize(

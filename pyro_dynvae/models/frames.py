@@ -132,7 +132,11 @@ def observe_frames(
     if config.likelihood == "continuous_bernoulli":
         likelihood = dist.ContinuousBernoulli(logits=output).to_event(4)
     elif config.likelihood == "bernoulli":
-        likelihood = dist.Bernoulli(logits=output).to_event(4)
+        # The values are binarised here, so they lie in the support by construction; Pyro's
+        # validation would check them twice (the Bernoulli's and to_event's support) and the
+        # logits for NaN, about 4% of the example's training step. A NaN logit still gives a
+        # NaN log-density, which training reports as a non-finite loss at its step.
+        likelihood = dist.Bernoulli(logits=output, validate_args=False).to_event(4)
         frames = (frames > 0.5).to(frames.dtype)
     elif _GAUSSIAN_FORM.get() == "shared_scale":  # see gaussian_form
         likelihood = SharedScaleNormal(output, observation_scale.to(output), event_dim=4)
