@@ -48,14 +48,14 @@ from torch.nn.functional import softplus
 from pyro_dynvae._settings import setting
 
 __all__ = [
+    "ACTIVATIONS",
     "ConvDecoder",
     "ConvEncoder",
     "DynamicsNet",
     "LocalPotentials",
-    "ACTIVATIONS",
-    "activation_layer",
     "MLPDecoder",
     "MLPEncoder",
+    "activation_layer",
     "conv_kernels",
     "inverse_softplus",
 ]
