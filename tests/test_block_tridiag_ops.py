@@ -178,11 +178,12 @@ def test_shape_errors_name_expected_and_received():
         ops.solve(factor, torch.zeros(4, 3, 1), blocks="diagonal")
 
 
-def test_markov_chain_blocks_match_dense_innovation_form():
+@pytest.mark.parametrize("dim", [2, 3])  # 2: the closed-form 2x2 blocks (ops.small_blocks)
+def test_markov_chain_blocks_match_dense_innovation_form(dim):
     # Independent reference: the joint precision of the chain is M' W M with M mapping z to
     # its innovations (z_0, z_1 - A_0 z_0, ...) and W = blockdiag(P_0^{-1}, Q_0^{-1}, ...).
     torch.manual_seed(0)
-    num_steps, dim = 5, 3
+    num_steps = 5
     trans = torch.randn(num_steps - 1, dim, dim, dtype=torch.float64) * 0.6
     root = torch.randn(num_steps, dim, dim, dtype=torch.float64) * 0.5
     covs = root @ root.mT + 0.3 * torch.eye(dim, dtype=torch.float64)
@@ -193,6 +194,12 @@ def test_markov_chain_blocks_match_dense_innovation_form():
     expected = innovation.T @ weight @ innovation
     diag, offdiag = ops.markov_chain_blocks(covs[0], trans, covs[1:])
     torch.testing.assert_close(ops.dense_from_blocks(diag, offdiag), expected)
+    # one factorisation of P_0 and Q_t for both: the same blocks and log|J|
+    *blocks, logdet = ops.markov_chain_precision(covs[0], trans, covs[1:])
+    for got, want in zip(blocks, (diag, offdiag), strict=True):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(logdet, torch.linalg.slogdet(expected).logabsdet)
+    torch.testing.assert_close(ops.markov_chain_logdet(covs[0], covs[1:]), logdet)
     init_loc = torch.randn(dim, dtype=torch.float64)
     means = ops.markov_chain_mean(init_loc, trans)
     expected_means = [init_loc]

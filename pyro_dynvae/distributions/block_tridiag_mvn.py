@@ -235,7 +235,7 @@ class BlockTridiagMVN(TorchDistribution):
         ``z_{t+1} = trans_matrix[..., t, :, :] @ z_t + w_t``,
         ``w_t ~ N(0, trans_cov[..., t, :, :])``, ``t = 0 .. T-2``,
 
-        with precision blocks (:func:`~pyro_dynvae.ops.block_tridiag.markov_chain_blocks`)
+        with precision blocks (:func:`~pyro_dynvae.ops.block_tridiag.markov_chain_precision`)
         ``D_0 = P_0^{-1} + A_0' Q_0^{-1} A_0``, ``D_t = Q_{t-1}^{-1} + A_t' Q_t^{-1} A_t``,
         ``D_{T-1} = Q_{T-2}^{-1}``, ``B_t = -Q_t^{-1} A_t`` and mean ``m_{t+1} = A_t m_t``.
 
@@ -267,17 +267,15 @@ class BlockTridiagMVN(TorchDistribution):
             if not bool(finite.all()):  # one host synchronisation
                 name = list(tensors)[finite.tolist().index(False)]
                 raise ValueError(f"{name} must be finite, got non-finite values")
-        diag_blocks, offdiag_blocks = ops.markov_chain_blocks(
+        # log|J| in closed form: log_prob, entropy and KL against this chain never factorise
+        # J, which stays exact for explosive dynamics where J is too ill-conditioned to
+        # factorise in float32.
+        diag_blocks, offdiag_blocks, logdet = ops.markov_chain_precision(
             init_cov, trans_matrix, trans_cov, blocks=blocks
         )
         loc = ops.markov_chain_mean(init_loc, trans_matrix, blocks=blocks)
         new = cls.__new__(cls)
-        # log|J| in closed form: log_prob, entropy and KL against this chain never factorise
-        # J, which stays exact for explosive dynamics where J is too ill-conditioned to
-        # factorise in float32.
-        new.__dict__["_logdet_precision"] = ops.markov_chain_logdet(
-            init_cov, trans_cov, blocks=blocks
-        )
+        new.__dict__["_logdet_precision"] = logdet
         new.__init__(loc, diag_blocks, offdiag_blocks, validate_args=validate_args, blocks=blocks)
         return new
 

@@ -63,6 +63,7 @@ __all__ = [
     "markov_chain_blocks",
     "markov_chain_logdet",
     "markov_chain_mean",
+    "markov_chain_precision",
     "matvec",
     "quadratic_form",
     "selected_inverse",
@@ -835,26 +836,36 @@ def _check_trailing(
         )
 
 
-def markov_chain_blocks(
+def markov_chain_precision(
     init_cov: Tensor, trans_matrix: Tensor, trans_cov: Tensor, *, blocks: str = "full"
-) -> tuple[Tensor, Tensor]:
-    r"""Precision blocks of the linear-Gaussian chain (column-vector convention)
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Precision blocks and log-determinant of the linear-Gaussian chain (column-vector
+    convention)
 
     ``z_0 ~ N(m_0, P_0)``, ``z_{t+1} = A_t z_t + w_t``, ``w_t ~ N(0, Q_t)``:
 
     .. math::
 
         D_0 = P_0^{-1} + A_0' Q_0^{-1} A_0,\ D_t = Q_{t-1}^{-1} + A_t' Q_t^{-1} A_t,\
-        D_{T-1} = Q_{T-2}^{-1},\ B_t = -Q_t^{-1} A_t.
+        D_{T-1} = Q_{T-2}^{-1},\ B_t = -Q_t^{-1} A_t,
+
+        \log|J| = -\log|P_0| - \sum_t \log|Q_t|.
 
     Inverses come from Cholesky factors of ``P_0`` and ``Q_t`` (``cholesky_inverse`` and
-    triangular solves).
+    triangular solves), each factorised once for both results. The log-determinant holds
+    because ``J = M' M`` with ``M`` the lower block-bidiagonal whitening map of the innovations
+    (diagonal blocks ``P_0^{-1/2}, Q_0^{-1/2}, ..., Q_{T-2}^{-1/2}``, sub-diagonal blocks
+    ``-Q_t^{-1/2} A_t``), whatever the transition matrices. Unlike the block Cholesky of ``J``
+    it stays exact when ``J`` is badly conditioned, e.g. for explosive dynamics
+    (``|lambda| > 1`` over many steps), where a float32 factorisation of ``J`` stops being
+    positive definite.
 
     :param torch.Tensor init_cov: ``P_0`` ``(..., n, n)`` (variances ``(..., n)`` with
         ``blocks="diagonal"``).
     :param torch.Tensor trans_matrix: ``A_t`` ``(..., T-1, n, n)`` (``(..., T-1, n)``).
     :param torch.Tensor trans_cov: ``Q_t`` ``(..., T-1, n, n)`` (``(..., T-1, n)``).
-    :returns: ``(diag_blocks, offdiag_blocks)`` in the layout given by ``blocks``.
+    :returns: ``(diag_blocks, offdiag_blocks, logdet)``, the blocks in the layout given by
+        ``blocks``, ``logdet`` of the broadcast batch shape ``(...)``.
     :raises ValueError: naming the argument, on mismatched shapes or covariances that are not
         positive definite.
     """
@@ -862,8 +873,7 @@ def markov_chain_blocks(
     _check_trans_matrix(trans_matrix, alg, blocks)
     _check_trailing("trans_cov", trans_cov, alg.block_ndim + 1, trans_matrix, blocks)
     _check_trailing("init_cov", init_cov, alg.block_ndim, trans_matrix, blocks)
-    init_chol = _covariance_cholesky(init_cov, alg, "init_cov")
-    noise_chol = _covariance_cholesky(trans_cov, alg, "trans_cov")
+    init_chol, noise_chol = _chain_cholesky(init_cov, trans_cov, alg)
     noise_prec = alg.cholesky_inverse(noise_chol)
     # B_t = -Q_t^{-1} A_t and A_t' Q_t^{-1} A_t = W'W with W = R_t^{-1} A_t (Q_t = R_t R_t').
     whitened = alg.solve_lower(noise_chol, trans_matrix)
@@ -876,23 +886,21 @@ def markov_chain_blocks(
         + _pad_time(noise_prec, 1, 0, alg)
         + _pad_time(pulled_back, 0, 1, alg)
     )
+    return diag, offdiag, _chain_logdet(init_chol, noise_chol, alg)
+
+
+def markov_chain_blocks(
+    init_cov: Tensor, trans_matrix: Tensor, trans_cov: Tensor, *, blocks: str = "full"
+) -> tuple[Tensor, Tensor]:
+    """``(diag_blocks, offdiag_blocks)`` of the chain's precision, see
+    :func:`markov_chain_precision`."""
+    diag, offdiag, _ = markov_chain_precision(init_cov, trans_matrix, trans_cov, blocks=blocks)
     return diag, offdiag
 
 
 def markov_chain_logdet(init_cov: Tensor, trans_cov: Tensor, *, blocks: str = "full") -> Tensor:
-    r"""``log|J|`` of the chain of :func:`markov_chain_blocks`, without factorising ``J``.
-
-    ``J = M' M`` where ``M`` is the lower block-bidiagonal whitening map of the innovations
-    (diagonal blocks ``P_0^{-1/2}, Q_0^{-1/2}, ..., Q_{T-2}^{-1/2}``, sub-diagonal blocks
-    ``-Q_t^{-1/2} A_t``), so
-
-    .. math::
-
-        \log|J| = -\log|P_0| - \sum_t \log|Q_t|,
-
-    whatever the transition matrices. Unlike the block Cholesky of ``J``, this stays exact when
-    ``J`` is badly conditioned, e.g. for explosive dynamics (``|lambda| > 1`` over many steps),
-    where a float32 factorisation of ``J`` stops being positive definite.
+    r"""``log|J| = -log|P_0| - sum_t log|Q_t|`` of the chain of :func:`markov_chain_precision`,
+    without the transition matrices and without factorising ``J``.
 
     :param torch.Tensor init_cov: ``P_0`` ``(..., n, n)`` (variances ``(..., n)`` with
         ``blocks="diagonal"``).
@@ -900,8 +908,17 @@ def markov_chain_logdet(init_cov: Tensor, trans_cov: Tensor, *, blocks: str = "f
     :returns: ``log|J|``, shape the broadcast batch shape ``(...)``.
     """
     alg = _algebra(blocks)
-    init_chol = _covariance_cholesky(init_cov, alg, "init_cov")
-    noise_chol = _covariance_cholesky(trans_cov, alg, "trans_cov")
+    return _chain_logdet(*_chain_cholesky(init_cov, trans_cov, alg), alg)
+
+
+def _chain_cholesky(init_cov: Tensor, trans_cov: Tensor, alg) -> tuple[Tensor, Tensor]:
+    return (
+        _covariance_cholesky(init_cov, alg, "init_cov"),
+        _covariance_cholesky(trans_cov, alg, "trans_cov"),
+    )
+
+
+def _chain_logdet(init_chol: Tensor, noise_chol: Tensor, alg) -> Tensor:
     init_half_logdet = alg.diagonal(init_chol).log().sum(-1)
     noise_half_logdet = alg.diagonal(noise_chol).log().sum((-1, -2))
     return -2 * (init_half_logdet + noise_half_logdet)
