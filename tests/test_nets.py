@@ -5,12 +5,14 @@ import torch
 from torch.nn.functional import softplus
 
 from pyro_dynvae.nets import (
+    ELU,
     ConvDecoder,
     ConvEncoder,
     DynamicsNet,
     LocalPotentials,
     MLPDecoder,
     MLPEncoder,
+    conv_kernels,
     inverse_softplus,
 )
 
@@ -76,6 +78,34 @@ def test_conv_activation_is_applied_after_every_hidden_layer(activation, functio
     assert torch.allclose(decoder(latents), hidden, atol=1e-5)
     # the choice changes the function (ELU and ReLU differ below zero)
     assert (encoder(frames) < 0).any() == (activation != "relu")
+
+
+def test_elu_matches_torch_values_and_gradients():
+    # reference: torch.nn.functional.elu (expm1), in float64 and float32, with its gradient
+    x = torch.cat([torch.linspace(-40, 40, 20001, dtype=torch.float64),
+                   torch.tensor([0.0, -0.0, 1e-12, -1e-12, -1e-300, float("inf"), -float("inf")],
+                                dtype=torch.float64)]).requires_grad_()
+    y = ELU()(x)
+    expected = torch.nn.functional.elu(x)
+    torch.testing.assert_close(y, expected, rtol=0, atol=2e-16)
+    weights = torch.randn_like(x)
+    (grad,) = torch.autograd.grad((y * weights).sum(), x)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x)
+    # w * (elu(x) + 1) against w * exp(x): a few ulps of 1 times |w| (below 5)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=2e-15)
+    x32 = torch.randn(4, 8, 16, 16) * 3
+    torch.testing.assert_close(ELU()(x32), torch.nn.functional.elu(x32), rtol=0, atol=6e-8)
+    inputs = torch.randn(50, dtype=torch.float64).mul(2).requires_grad_()
+    assert torch.autograd.gradcheck(ELU(), (inputs,))
+    # NaN propagates, as in torch's
+    assert ELU()(torch.tensor([float("nan")])).isnan().all()
+
+
+def test_elu_is_torchs_under_torch_kernels():
+    x = torch.randn(1000) * 3
+    with conv_kernels("torch"):
+        assert torch.equal(ELU()(x), torch.nn.functional.elu(x))
+    assert not torch.equal(ELU()(x), torch.nn.functional.elu(x))  # the exp form rounds apart
 
 
 def test_conv_rejects_unknown_activation():
