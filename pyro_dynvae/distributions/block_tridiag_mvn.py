@@ -53,22 +53,23 @@ def _check_tensors(**tensors: Tensor) -> None:
         raise TypeError(f"the arguments must have one dtype, got {listed}")
 
 
-def _symmetric_part(diag_blocks: Tensor, blocks: str, validate: bool) -> Tensor:
-    """The diagonal blocks every computation uses: checked to be symmetric with ``validate``
-    (then used as given: no extra operations in the graph), else ``(D_t + D_t') / 2``.
-
-    :raises ValueError: with ``validate``, naming the first time step whose ``D_t`` is not
-        symmetric (to the tolerance of ``constraints.symmetric``).
-    """
-    if blocks == "diagonal":
-        return diag_blocks
-    if not validate:
-        return (diag_blocks + diag_blocks.mT) / 2
+def _asymmetry_error(diag_blocks: Tensor) -> ValueError | None:
+    """The error naming the first time step whose ``D_t`` is not symmetric (to the tolerance of
+    ``constraints.symmetric``), or ``None`` when every ``D_t`` is."""
     asymmetric = ~constraints.symmetric.check(diag_blocks)
-    if bool(asymmetric.any()):
-        step = int(asymmetric.nonzero()[:, -1].min())
-        raise ValueError(f"diag_blocks must be symmetric, but D_t is not at time step {step}")
-    return diag_blocks
+    if not bool(asymmetric.any()):
+        return None
+    step = int(asymmetric.nonzero()[:, -1].min())
+    return ValueError(f"diag_blocks must be symmetric, but D_t is not at time step {step}")
+
+
+def _symmetric_part(diag_blocks: Tensor, blocks: str, validate: bool) -> Tensor:
+    """The diagonal blocks every computation uses: with ``validate`` as given (no extra
+    operations in the graph; the constructor's ``arg_constraints`` check rejects blocks that
+    are not symmetric, see :func:`_asymmetry_error`), else ``(D_t + D_t') / 2``."""
+    if blocks == "diagonal" or validate:
+        return diag_blocks
+    return (diag_blocks + diag_blocks.mT) / 2
 
 
 class BlockTridiagMVN(TorchDistribution):
@@ -168,7 +169,13 @@ class BlockTridiagMVN(TorchDistribution):
         validate = self._validate_args if validate_args is None else validate_args
         self._diag = _symmetric_part(diag_blocks, blocks, validate)
         self._offdiag = offdiag_blocks
-        super().__init__(batch_shape, torch.Size((num_steps, dim)), validate_args=validate_args)
+        try:
+            super().__init__(batch_shape, torch.Size((num_steps, dim)), validate_args=validate_args)
+        except ValueError as error:  # name the time step, not only the constraint
+            asymmetry = "diag_blocks" in str(error) and _asymmetry_error(self._diag)
+            if asymmetry:
+                raise asymmetry from None
+            raise
         # A Markov chain's precision (log-det seeded by from_markov_chain) is positive definite
         # by construction; any other precision is factorised now when validating.
         if self._validate_args and "_logdet_precision" not in self.__dict__:
@@ -207,6 +214,9 @@ class BlockTridiagMVN(TorchDistribution):
                 f"diag_blocks {tuple(diag_blocks.shape)}, got {tuple(info_vec.shape)}"
             )
         validate = cls._validate_args if validate_args is None else validate_args
+        asymmetry = validate and blocks == "full" and _asymmetry_error(diag_blocks)
+        if asymmetry:  # before factorising, which reads one triangle only
+            raise asymmetry
         diag_blocks = _symmetric_part(diag_blocks, blocks, validate)
         factor = dispatch.factorize(diag_blocks, offdiag_blocks, blocks=blocks)
         loc = dispatch.solve_with_adjoint(
