@@ -171,6 +171,17 @@ def test_from_markov_chain_diagonal_shapes():
                                           blocks="diagonal")
 
 
+def test_non_finite_loc_or_offdiag_is_named_by_the_constraint_check():
+    diag, offdiag = random_block_tridiag((), 6, 2)
+    loc = torch.zeros(6, 2, dtype=torch.float64)
+    bad_loc, bad_offdiag = loc.clone(), offdiag.clone()
+    bad_loc[3, 1], bad_offdiag[2, 0, 1] = math.nan, math.nan
+    with pytest.raises(ValueError, match="Expected parameter loc"):
+        BlockTridiagMVN(bad_loc, diag, offdiag, validate_args=True)
+    with pytest.raises(ValueError, match="Expected parameter offdiag_blocks"):
+        BlockTridiagMVN(loc, diag, bad_offdiag, validate_args=True)
+
+
 @pytest.mark.parametrize("blocks", BLOCKS)
 @pytest.mark.parametrize("argument", ["init_loc", "init_cov", "trans_matrix", "trans_cov"])
 @pytest.mark.parametrize("bad", [math.nan, math.inf])

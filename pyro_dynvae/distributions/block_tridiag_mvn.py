@@ -171,8 +171,8 @@ class BlockTridiagMVN(TorchDistribution):
         self._offdiag = offdiag_blocks
         try:
             super().__init__(batch_shape, torch.Size((num_steps, dim)), validate_args=validate_args)
-        except ValueError as error:  # name the time step, not only the constraint
-            asymmetry = "diag_blocks" in str(error) and _asymmetry_error(self._diag)
+        except ValueError:  # an asymmetric D_t: name its time step, not only the constraint
+            asymmetry = blocks == "full" and _asymmetry_error(self._diag)
             if asymmetry:
                 raise asymmetry from None
             raise
