@@ -15,7 +15,7 @@ from torch.distributions import kl_divergence
 
 from pyro_dynvae.models import VARIANTS, DynamicsVAEConfig, LaplaceRandomWalk, build_model
 from pyro_dynvae.models.dynamics import group_weights
-from pyro_dynvae.nets import ConvDecoder, ConvEncoder
+from pyro_dynvae.nets import ELU, ConvDecoder, ConvEncoder
 
 TINY = dict(image_size=4, channels=1, latent_dim=4, architecture="mlp", likelihood="bernoulli")
 EXPECTED_VARIANTS = {
@@ -131,7 +131,10 @@ def test_conv_activation_reaches_both_frame_networks(variant):
     assert len(nets) == 2
     for net in nets:
         kinds = {type(m) for m in net.modules()}
-        assert torch.nn.LeakyReLU in kinds and torch.nn.ELU not in kinds
+        assert torch.nn.LeakyReLU in kinds and not kinds & {ELU, torch.nn.ELU}
+    default = build_model(variant, image_size=16, conv_channels=(4, 8), feature_dim=16)
+    for net in (m for m in default.modules() if isinstance(m, (ConvEncoder, ConvDecoder))):
+        assert ELU in {type(m) for m in net.modules()}
 
 
 def test_bad_frames():
