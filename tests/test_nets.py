@@ -81,8 +81,10 @@ def test_conv_activation_is_applied_after_every_hidden_layer(activation, functio
 
 
 def test_elu_matches_torch_values_and_gradients():
-    # reference: torch.nn.functional.elu (expm1), in float64 and float32, with its gradient
+    # reference: torch.nn.functional.elu (expm1), in float64 and float32, with its gradient;
+    # below -80 the exponent is floored (exactly -1 either way)
     x = torch.cat([torch.linspace(-40, 40, 20001, dtype=torch.float64),
+                   torch.linspace(-1000, -40, 2001, dtype=torch.float64),
                    torch.tensor([0.0, -0.0, 1e-12, -1e-12, -1e-300, float("inf"), -float("inf")],
                                 dtype=torch.float64)]).requires_grad_()
     y = ELU()(x)
@@ -93,8 +95,9 @@ def test_elu_matches_torch_values_and_gradients():
     (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x)
     # w * (elu(x) + 1) against w * exp(x): a few ulps of 1 times |w| (below 5)
     torch.testing.assert_close(grad, expected_grad, rtol=0, atol=2e-15)
-    x32 = torch.randn(4, 8, 16, 16) * 3
+    x32 = torch.cat([torch.randn(4, 8, 16, 16) * 3, torch.randn(4, 8, 16, 16) * 300])
     torch.testing.assert_close(ELU()(x32), torch.nn.functional.elu(x32), rtol=0, atol=6e-8)
+    assert torch.equal(ELU()(x32[x32 < -80]), torch.full_like(x32[x32 < -80], -1.0))
     inputs = torch.randn(50, dtype=torch.float64).mul(2).requires_grad_()
     assert torch.autograd.gradcheck(ELU(), (inputs,))
     # NaN propagates, as in torch's
