@@ -266,8 +266,9 @@ def digit_report(
 ) -> dict[str, Any]:
     """
     Whether the reconstructions keep the digits: a classifier fitted on the package's MNIST
-    digits reads the 28x28 window at each digit's true position in every frame of ``dataset``
-    and of ``dynvae.reconstruct`` of it (:func:`~pyro_dynvae.metrics.digit_reading.digit_reading`).
+    digits (at the data's digit size) reads the window at each digit's true position in every
+    frame of ``dataset`` and of ``dynvae.reconstruct`` of it
+    (:func:`~pyro_dynvae.metrics.digit_reading.digit_reading`).
 
     :returns: the accuracies on data and reconstructions, their ratio, the classifier's own
         held-out accuracy and the number of sequences read.
@@ -290,6 +291,7 @@ def digit_report(
         reconstructions.repeat(repeat).numpy(),
         windows[:, :2].numpy(),
         windows[:, 2].numpy(),
+        dataset.digit_size,
     )
     return {**report, "num_sequences": len(dataset)}
 

