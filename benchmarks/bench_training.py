@@ -25,7 +25,9 @@ Per configuration, thread count and path the script prints
   forward), ``BlockTridiagMVN`` (construction, sampling, densities and the KL between the two,
   forward), ``Pyro+ELBO`` (the rest of the loss's forward: Pyro's tracing and bookkeeping, the
   small nets, the other distributions), ``backward`` (all of it), ``optimiser`` (clipping, Adam,
-  zeroing) and ``Lightning`` (the Lightning step minus the loop's).
+  zeroing) and ``Lightning`` (the Lightning step minus the loop's);
+- the frame nets' share of it: the loop's time minus the same loop's with the encoder and decoder
+  replaced by their outputs on the first batch, i.e. the nets' forward and backward.
 
 Times are medians over ``--rounds`` interleaved rounds. ``--conv-channels 8 16 32`` adds a row
 for the fast path with those conv widths: a different, smaller model, whose scores have to be
@@ -227,9 +229,30 @@ def lightning_step(setup: Setup, options: training.StepOptions,
     return timer.per_step()
 
 
+@contextlib.contextmanager
+def without_frame_nets(dynvae: torch.nn.Module) -> Iterator[None]:
+    """The encoder and decoder replaced by their first outputs (detached leaves that take the
+    gradient), so the loop times everything but the frame nets' forward and backward."""
+    outputs = {}
+    with contextlib.ExitStack() as stack:
+        for label, module in (("encoder", dynvae.guide.encoder), ("decoder", dynvae.model.decoder)):
+            forward = module.forward
+
+            def replaced(inputs, label=label, forward=forward):
+                if label not in outputs:
+                    outputs[label] = forward(inputs).detach().requires_grad_()
+                return outputs[label]
+
+            module.forward = replaced
+            stack.callback(delattr, module, "forward")
+        yield
+
+
 def loop_breakdown(setup: Setup, options: training.StepOptions,
-                   conv_channels: Sequence[int] | None, clock: Clock) -> dict[str, float]:
-    """Seconds per step of each part of the Lightning step's work, in a hand-written loop."""
+                   conv_channels: Sequence[int] | None, clock: Clock,
+                   frame_nets: bool = True) -> dict[str, float]:
+    """Seconds per step of each part of the Lightning step's work, in a hand-written loop
+    (``frame_nets=False``: with the encoder and decoder replaced by their first outputs)."""
     config, device = setup.config, "cuda" if clock.cuda else "cpu"
     dynvae = model_for(setup, conv_channels)
     module = training.DynamicsVAEModule(dynvae, setup.train_data, setup.val_data, config, options)
@@ -245,7 +268,8 @@ def loop_breakdown(setup: Setup, options: training.StepOptions,
     params = list(loss_fn.parameters())
     watch = Stopwatch(clock)
     totals = dict.fromkeys(("data", "forward", "backward", "optimiser"), 0.0)
-    with options.applied(), timed_components(dynvae, watch):
+    nets = contextlib.nullcontext() if frame_nets else without_frame_nets(dynvae)
+    with options.applied(), timed_components(dynvae, watch), nets:
         for step in range(config.max_steps):
             if step == WARMUP_STEPS:
                 totals = dict.fromkeys(totals, 0.0)
@@ -294,11 +318,13 @@ def measure(setup: Setup, paths: dict[str, tuple[training.StepOptions, Sequence[
         steps = {name: lightning_step(setup, *paths[name], clock) for name in order}
         for name in order:
             parts = loop_breakdown(setup, *paths[name], clock)
+            rest = loop_breakdown(setup, *paths[name], clock, frame_nets=False)
+            frame_nets = sum(parts.values()) - sum(rest.values())
             wall, cpu = steps[name]
             parts["Lightning"] = wall - sum(parts.values())
             speedup = steps["reference"][0] / wall, steps["reference"][1] / cpu
             samples[name].append({"step": wall, "cpu": cpu, **parts, "speedup": speedup[0],
-                                  "speedup_cpu": speedup[1]})
+                                  "speedup_cpu": speedup[1], "frame nets": frame_nets})
     return {name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
             for name, runs in samples.items()}
 
@@ -322,6 +348,12 @@ def print_tables(results: dict[tuple[str, int], dict[str, dict[str, float]]],
         for path, times in paths.items():
             cells = " | ".join(f"{1e3 * times[key]:.1f}" for key in (*CATEGORIES, "step"))
             print(f"| {name} | {threads} | {path} | {cells} |")
+    print("\nThe frame nets' share: forward and backward of the encoder and decoder, ms (the loop"
+          " minus the loop with the nets replaced by their outputs):\n")
+    for (name, threads), paths in results.items():
+        shares = ", ".join(f"{path} {1e3 * times['frame nets']:.1f} of {1e3 * times['step']:.1f}"
+                           for path, times in paths.items())
+        print(f"  {name}, {threads} thread(s): {shares}")
 
 
 def study_cells() -> int:

@@ -57,6 +57,35 @@ def test_timed_components_see_the_nets_and_the_distribution_and_clean_up():
     assert not dynvae.guide.encoder._forward_hooks and not dynvae.model.decoder._forward_hooks
 
 
+def test_without_frame_nets_replaces_the_nets_by_their_outputs_and_restores_them():
+    pyro.settings.set(module_local_params=True)
+    torch.manual_seed(0)
+    dynvae = build_model("hierarchical", image_size=16, latent_dim=3, conv_channels=[4, 8])
+    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
+    frames = torch.rand(2, 4, 1, 16, 16)
+    loss_fn(frames)  # lazy parameters
+    encoder, decoder = dynvae.guide.encoder, dynvae.model.decoder
+    calls = []  # the nets' own layers run only when their original forward does
+    for module in (encoder.convs, decoder.deconvs):
+        module.register_forward_pre_hook(lambda module, _: calls.append(module))
+
+    def gradients_reached():
+        for param in loss_fn.parameters():
+            param.grad = None
+        loss_fn(frames).backward()
+        return {name for name, param in loss_fn.named_parameters() if param.grad is not None}
+
+    with bench.without_frame_nets(dynvae):
+        reached = [gradients_reached() for _ in range(2)]
+    # the nets ran once (their first outputs are reused); the rest still gets its gradients
+    assert len(calls) == 2 and reached[0] == reached[1]
+    assert not any("encoder" in name or "decoder" in name for name in reached[1])
+    assert any(name.startswith("guide.") for name in reached[1])
+    assert "forward" not in encoder.__dict__ and "forward" not in decoder.__dict__
+    everything = gradients_reached()
+    assert any("encoder" in name for name in everything) and reached[1] < everything
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
@@ -75,6 +104,8 @@ def test_study_run_prints_both_tables_and_the_study_hours(capsys):
     assert all(len(cells) == len(bench.CATEGORIES) + 1 for cells in breakdown)
     for heading in bench.CATEGORIES:
         assert f" {heading} |" in out
+    share = re.search(r"study, 1 thread\(s\): reference ([\d.]+) of ([\d.]+), fast", out)
+    assert share and 0 < float(share[1]) < float(share[2])  # the nets: part of the step
     cells = len(study.DEFAULT_VARIANTS) * len(study.STUDY_DATASETS) * len(study.DEFAULT_SEEDS)
     steps = study.StudyBudget().max_steps
     assert re.search(rf"--budget 1 \({cells} cells of {steps} steps\).*reference [\d.]+ h, "
