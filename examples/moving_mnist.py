@@ -11,12 +11,12 @@ likelihood, the latent KL weighted 0.5 in the training objective (beta-VAE's bet
 held-out ELBOs are computed at weight 1), annealed over the first 1000 of 2400 steps. Fewer
 steps keep less of the digit (README: a classifier reads 0.85 of the data's rate at 2400 steps,
 0.79 at 1800). The classic 64x64 canvas with MNIST's 28-px digits needs twice the steps at
-about twice the cost per step: ``--image-size 64 --digit-size 28 --conv-channels 8 16 32 32
+1.5 times the cost per step: ``--image-size 64 --digit-size 28 --conv-channels 8 16 32 32
 --max-steps 4800`` reads 0.83 (README), in 8-12 minutes on 2 CPU cores.
 
 Run from the repository root (after ``pip install -e .``)::
 
-    python examples/moving_mnist.py            # the default run: about 4 minutes on 2 CPU cores
+    python examples/moving_mnist.py            # the default run: about 3 minutes on 2 CPU cores
     python examples/moving_mnist.py --quick    # a smoke run of about a minute
 
 Everything goes into one run folder (``--run-dir``): ``config.json``, ``checkpoints/``,

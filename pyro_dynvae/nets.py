@@ -67,7 +67,7 @@ __all__ = [
 
 CONV_KERNELS = ("auto", "torch")
 #: transposed convolutions with at most this many output channels use the phase form on CPU
-NATIVE_MAX_OUT_CHANNELS = 4
+PHASE_FORM_MAX_OUT_CHANNELS = 4
 _CONV_KERNELS = contextvars.ContextVar("pyro_dynvae_conv_kernels", default="auto")
 
 
@@ -245,13 +245,14 @@ class _PhaseConvTranspose2d(torch.autograd.Function):
 
 class _ConvTranspose2d(nn.ConvTranspose2d):
     """:class:`torch.nn.ConvTranspose2d` (same parameters) whose forward on CPU, for at most
-    :data:`NATIVE_MAX_OUT_CHANNELS` output channels, the ``4x4`` kernel at stride 2 and padding
+    :data:`PHASE_FORM_MAX_OUT_CHANNELS` output channels, the ``4x4`` kernel at stride 2 and padding
     1, and under ``conv_kernels("auto")``, is :class:`_PhaseConvTranspose2d`."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if (
             input.device.type != "cpu"
-            or self.out_channels > NATIVE_MAX_OUT_CHANNELS
+            or input.dim() != 4
+            or self.out_channels > PHASE_FORM_MAX_OUT_CHANNELS
             or _CONV_KERNELS.get() != "auto"
             or (self.kernel_size, self.stride, self.padding) != ((4, 4), (2, 2), (1, 1))
             or self.output_padding != (0, 0)
