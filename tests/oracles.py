@@ -82,3 +82,16 @@ def unused_parameters(model, frames) -> list[str]:
     loss_fn = model.make_elbo()(model.model, model.guide)
     loss_fn(frames).backward()
     return [name for name, p in loss_fn.named_parameters() if p.grad is None]
+
+
+def graph_nodes(tensor) -> set[str]:
+    """Names of all autograd nodes that ``tensor``'s backward would run."""
+    names, stack, seen = set(), [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(fn for fn, _ in node.next_functions)
+    return names

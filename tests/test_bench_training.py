@@ -35,12 +35,16 @@ def test_stopwatch_counts_nested_regions_of_a_label_once():
     assert watch.totals == {"a": 4.0, "b": 1.0}
 
 
-def test_timed_components_see_the_nets_and_the_distribution_and_clean_up():
+def tiny_model():
+    """A seeded 16x16 conv ``hierarchical`` model, its ELBO and a batch of frames."""
     pyro.settings.set(module_local_params=True)
     torch.manual_seed(0)
     dynvae = build_model("hierarchical", image_size=16, latent_dim=3, conv_channels=[4, 8])
-    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
-    frames = torch.rand(2, 4, 1, 16, 16)
+    return dynvae, dynvae.make_elbo()(dynvae.model, dynvae.guide), torch.rand(2, 4, 1, 16, 16)
+
+
+def test_timed_components_see_the_nets_and_the_distribution_and_clean_up():
+    dynvae, loss_fn, frames = tiny_model()
     originals = {name: BlockTridiagMVN.__dict__[name]
                  for name in ("__init__", "rsample", "from_info", "from_markov_chain")}
     watch = bench.Stopwatch(bench.Clock("cpu"))
@@ -58,11 +62,7 @@ def test_timed_components_see_the_nets_and_the_distribution_and_clean_up():
 
 
 def test_without_frame_nets_replaces_the_nets_by_their_outputs_and_restores_them():
-    pyro.settings.set(module_local_params=True)
-    torch.manual_seed(0)
-    dynvae = build_model("hierarchical", image_size=16, latent_dim=3, conv_channels=[4, 8])
-    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
-    frames = torch.rand(2, 4, 1, 16, 16)
+    dynvae, loss_fn, frames = tiny_model()
     loss_fn(frames)  # lazy parameters
     encoder, decoder = dynvae.guide.encoder, dynvae.model.decoder
     calls = []  # the nets' own layers run only when their original forward does

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from oracles import graph_nodes
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from pyro_dynvae.distributions import BlockTridiagMVN
@@ -51,19 +52,6 @@ def assert_route(d, route):
     assert ("_factor" in d.__dict__) == (route == "factorised")
     selected_inverse = "BlockTridiagLogdet" in type(d._logdet_precision.grad_fn).__name__
     assert selected_inverse == (route == "fresh")
-
-
-def graph_nodes(tensor):
-    """Names of all autograd nodes that ``tensor``'s backward would run."""
-    names, stack, seen = set(), [tensor.grad_fn], set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        names.add(type(node).__name__)
-        stack.extend(fn for fn, _ in node.next_functions)
-    return names
 
 
 def assert_grads_close(objective, expected, params):

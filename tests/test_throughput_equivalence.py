@@ -9,6 +9,7 @@ timing is asserted here; ``benchmarks/bench_training.py`` measures the speed.
 import pyro
 import pytest
 import torch
+from oracles import graph_nodes
 from torch.utils.data import TensorDataset
 
 from pyro_dynvae.config import TrainConfig
@@ -20,19 +21,6 @@ from pyro_dynvae.nets import ConvDecoder, conv_kernels
 from pyro_dynvae.train import StepOptions, _memoized, fit, make_dataset, make_model
 
 PHASE_NODE = "_PhaseConvTranspose2dBackward"
-
-
-def autograd_nodes(output: torch.Tensor) -> set[str]:
-    """Names of the autograd nodes ``output`` was computed through."""
-    names, stack, seen = set(), [output.grad_fn], set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        names.add(type(node).__name__)
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return names
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -73,13 +61,13 @@ def test_auto_kernels_use_the_phase_form_for_the_last_layer_only():
     decoder = ConvDecoder(32, 1, latent_dim=4)
     latents = torch.randn(3, 4, requires_grad=True)
     with conv_kernels("auto"):
-        nodes = autograd_nodes(decoder(latents))
+        nodes = graph_nodes(decoder(latents))
     assert PHASE_NODE in nodes and "ConvolutionBackward0" in nodes  # the other layers: oneDNN
     with conv_kernels("torch"):
-        assert PHASE_NODE not in autograd_nodes(decoder(latents))
+        assert PHASE_NODE not in graph_nodes(decoder(latents))
     wide = ConvDecoder(32, 8, latent_dim=4)  # 8 output channels: oneDNN's kernel stays
     with conv_kernels("auto"):
-        assert PHASE_NODE not in autograd_nodes(wide(latents))
+        assert PHASE_NODE not in graph_nodes(wide(latents))
     with pytest.raises(ValueError, match="kernels must be one of"):
         with conv_kernels("fast"):
             pass
