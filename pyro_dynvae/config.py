@@ -33,8 +33,8 @@ class TrainConfig:
     Everything a training run needs besides the model weights; saved as ``config.json``.
 
     The defaults are ``pyro-dynvae train``'s without options, and the example's run
-    (``examples/moving_mnist.py``) but for its narrower conv net, ``kl_scale=0.5`` and 4800
-    steps: the ``hierarchical`` variant on one digit bouncing in a 64x64 canvas, 10 frames,
+    (``examples/moving_mnist.py``) but for its 32x32 canvas with 20-px digits, ``kl_scale=0.5``
+    and 2400 steps: the ``hierarchical`` variant on one digit bouncing in a 64x64 canvas, 10 frames,
     16 latents (8 kept the digit worse: a digit classifier read 0.42-0.51 of the
     reconstructions against 0.54-0.73 at 16), the KL annealed over the first 1000 of 2000 steps
     (it kept more of the digit: 0.64 against 0.61); the model options each dataset needs come

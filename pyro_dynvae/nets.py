@@ -22,7 +22,7 @@ everywhere.
 Activations of the conv networks (``activation``): ``"elu"`` (the default, Clevert et al. 2016),
 ``"leaky_relu"`` (slope 0.01 below zero, Maas et al. 2013) or ``"relu"``. On CPU torch's ELU costs
 about 15x a ReLU of the same size (its ``expm1`` against a compare: about 3.9 against 0.22 ms for
-the example's first feature map, one AVX2 thread); in the example's 64x64 nets the ELUs and their
+the 64x64 example's first feature map, one AVX2 thread); in those nets the ELUs and their
 backward passes took about 12% of a training step. :class:`ELU` computes the same function through
 ``exp`` (1.5-1.7x faster), and by default (``conv_kernels("auto")``) every ELU of the conv
 networks is that one.

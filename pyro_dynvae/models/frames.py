@@ -134,7 +134,7 @@ def observe_frames(
     elif config.likelihood == "bernoulli":
         # The values are binarised here, so they lie in the support by construction; Pyro's
         # validation would check them twice (the Bernoulli's and to_event's support) and the
-        # logits for NaN, 6-12% of the example's training step. A NaN logit still gives a
+        # logits for NaN, 6-12% of the 64x64 example's training step. A NaN logit still gives a
         # NaN log-density, which training reports as a non-finite loss at its step.
         likelihood = dist.Bernoulli(logits=output, validate_args=False).to_event(4)
         frames = (frames > 0.5).to(frames.dtype)
