@@ -155,3 +155,16 @@ def test_compare_subcommand_is_the_study_command_line():
     expected = vars(compare.build_parser().parse_args(argv))
     assert {key: vars(args)[key] for key in expected} == expected
     assert args.command is compare.run
+
+
+def test_compare_max_steps_replaces_only_the_budgets_steps(tmp_path, capsys):
+    from pyro_dynvae.assessment import study as compare
+
+    parse = compare.build_parser().parse_args
+    scaled = compare.StudyBudget.scaled(2.0)
+    assert compare.study_budget(parse(["--budget", "2"])) == scaled
+    longer = compare.study_budget(parse(["--budget", "2", "--max-steps", "8000"]))
+    assert longer == dataclasses.replace(scaled, max_steps=8000) and scaled.max_steps == 4000
+    assert main(["compare", "--out", str(tmp_path), "--max-steps", "0"]) == 2
+    assert "max_steps must be a positive integer, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "study.json").exists()

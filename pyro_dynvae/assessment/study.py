@@ -497,6 +497,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="cells trained in parallel processes (default: %(default)s; e.g. 2 "
                         "on an idle 2-core machine)")
+    parser.add_argument("--max-steps", type=int,
+                        help="optimiser steps of every cell instead of --budget's (its data and "
+                        "sample sizes stay), e.g. to ask whether a model needs more training "
+                        "(default: the budget's)")
     parser.add_argument("--judge-steps", type=int, default=StudyBudget().judge_steps,
                         help="training steps of each dataset's judge, trained once per study "
                         "(not scaled by --budget; the protocol refuses a judge below its "
@@ -520,6 +524,16 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     return run(args, command)
 
 
+def study_budget(args: argparse.Namespace) -> StudyBudget:
+    """The budget parsed ``args`` ask for: ``--budget`` scaled, with ``--judge-steps`` and, if
+    given, ``--max-steps``."""
+    budget = dataclasses.replace(StudyBudget.scaled(args.budget, args.dci_predictor),
+                                 judge_steps=args.judge_steps)
+    if args.max_steps is not None:
+        budget = dataclasses.replace(budget, max_steps=args.max_steps)
+    return budget
+
+
 def run(args: argparse.Namespace, command: str | None = None) -> int:
     """Run the study for parsed ``args`` (see :func:`add_arguments`); ``command`` is recorded
     in ``study.json`` (default: this process's command line)."""
@@ -533,8 +547,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
         datasets=args.datasets,
         variants=args.variants,
         seeds=args.seeds,
-        budget=dataclasses.replace(StudyBudget.scaled(args.budget, args.dci_predictor),
-                                   judge_steps=args.judge_steps),
+        budget=study_budget(args),
         command=command,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
