@@ -35,6 +35,7 @@ from pyro_dynvae.data import FactorDataset
 from pyro_dynvae.evaluation import background_frames, finish_run, forecast_errors
 from pyro_dynvae.metrics import BASELINES
 from pyro_dynvae.run_folder import RESUMABLE, load_run, read_run_config
+from pyro_dynvae.validation import json_object
 
 #: exit status for a mistake in what was asked (as for argparse's own errors)
 USAGE_ERROR = 2
@@ -95,16 +96,6 @@ class _StoreGiven(argparse.Action):
         namespace.given = (*namespace.given, self.dest)
 
 
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
-
-
 def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -117,7 +108,7 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         default = getattr(defaults, field.name)
-        kind = _json_object if isinstance(default, dict) else type(default)
+        kind = json_object if isinstance(default, dict) else type(default)
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=kind,

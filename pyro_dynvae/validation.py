@@ -1,7 +1,10 @@
-"""Argument checks shared by the data and metrics modules (which must not import each other)."""
+"""Argument checks shared by modules that must not import each other (the data and metrics
+modules, the command lines of training and of the study)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from typing import Any
 
 import numpy as np
@@ -53,3 +56,17 @@ def check_nonnegative_float(value: Any, name: str) -> float:
     if not (np.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     return float(value)
+
+
+def json_object(text: str) -> dict:
+    """``argparse`` type of an option that takes a JSON object, e.g. ``'{"kl_scale": 0.5}'``.
+
+    :raises argparse.ArgumentTypeError: if ``text`` is not valid JSON or not an object.
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value

@@ -168,3 +168,18 @@ def test_compare_max_steps_replaces_only_the_budgets_steps(tmp_path, capsys):
     assert main(["compare", "--out", str(tmp_path), "--max-steps", "0"]) == 2
     assert "max_steps must be a positive integer, got 0" in capsys.readouterr().err
     assert not (tmp_path / "study.json").exists()
+
+
+def test_compare_model_overrides_are_checked_before_anything_runs(tmp_path, capsys):
+    from pyro_dynvae.assessment import study as compare
+
+    args = compare.build_parser().parse_args(["--model-overrides", '{"kl_scale": 0.5}'])
+    assert args.model_overrides == {"kl_scale": 0.5}
+    with pytest.raises(SystemExit):
+        compare.build_parser().parse_args(["--model-overrides", "[1]"])
+    assert "expected a JSON object" in capsys.readouterr().err
+    assert main(["compare", "--out", str(tmp_path), "--variants", "vae", "--model-overrides",
+                 '{"no_such_option": 1}']) == 2
+    error = capsys.readouterr().err
+    assert "model options {'architecture': 'conv', 'no_such_option': 1} for vae on sprites" in error
+    assert "Traceback" not in error and not (tmp_path / "study.json").exists()

@@ -154,6 +154,39 @@ def test_a_folder_holding_another_budget_is_refused(study):
                           progress=False)
 
 
+def test_a_folder_holding_other_model_options_is_refused(study):
+    out, _ = study
+    with pytest.raises(ValueError, match="other model options"):
+        compare.run_study(out, datasets=["sprites"], variants=["vae"], seeds=[0], budget=TINY,
+                          progress=False, model_overrides={"kl_scale": 0.5})
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_model_overrides_reach_every_cell_and_the_record(tmp_path, jobs):
+    """The cells train with the overrides, also in worker processes (which import the study
+    module afresh, so a changed ``STUDY_MODEL_OPTIONS`` of this process would not reach
+    them), and ``study.json`` records what the cells used."""
+    overrides = {"kl_scale": 0.5, "learn_transition_scale": False}
+    compare.run_study(tmp_path, datasets=["sprites"], variants=["hierarchical"], seeds=[0],
+                      budget=TINY, progress=False, jobs=jobs, model_overrides=overrides)
+    run = tmp_path / "cells/sprites/hierarchical/seed0/run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["model_overrides"] == {"architecture": "conv", **overrides}
+    assert config["model"]["kl_scale"] == 0.5 and config["model"]["learn_transition_scale"] is False
+    recorded = json.loads((tmp_path / "study.json").read_text())["model_options"]["sprites"]
+    assert recorded["kl_scale"] == 0.5 and recorded["learn_transition_scale"] is False
+
+
+def test_bad_model_overrides_fail_before_anything_runs(tmp_path):
+    with pytest.raises(TypeError, match="model options .* for hierarchical on sprites"):
+        compare.run_study(tmp_path, datasets=["sprites"], variants=["hierarchical"],
+                          seeds=[0], budget=TINY, progress=False,
+                          model_overrides={"no_such_option": 1})
+    with pytest.raises(TypeError, match="model_overrides must be a mapping"):
+        compare.run_study(tmp_path, budget=TINY, progress=False, model_overrides=["kl_scale"])
+    assert not (tmp_path / "study.json").exists()
+
+
 def make_result(variant, seed, status="ok", **scores):
     return {"dataset": "sprites", "variant": variant, "seed": seed, "status": status,
             "scores": scores}

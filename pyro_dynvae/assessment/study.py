@@ -53,7 +53,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +71,7 @@ from pyro_dynvae.config import TrainConfig
 from pyro_dynvae.defaults import model_options
 from pyro_dynvae.models import MODEL_NAMES
 from pyro_dynvae.run_folder import versions
+from pyro_dynvae.validation import json_object
 
 from . import report
 from .budget import StudyBudget
@@ -92,6 +93,7 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 #: model options every cell adds to its dataset's defaults: the conv decoder, whose encoder
 #: mirror the supervised ceilings of :mod:`.datasets` were measured with, on both datasets
+#: (``run_study(model_overrides=...)`` adds to these for one study)
 STUDY_MODEL_OPTIONS = {"architecture": "conv"}
 
 #: the model every other is compared with, seed by seed (:func:`~.report.paired_rows`)
@@ -141,16 +143,31 @@ def make_score_dataset(dataset: str, budget: StudyBudget) -> Dataset:
     return _build_dataset(dataset, budget, "test", budget.num_score_sequences)
 
 
-def train_config(dataset: str, variant: str, seed: int,
-                 budget: StudyBudget) -> TrainConfig:
+def study_model_options(model_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The model options every cell of a study adds to its dataset's defaults:
+    :data:`STUDY_MODEL_OPTIONS` updated with ``model_overrides``.
+
+    :raises TypeError: if ``model_overrides`` is not a mapping with string keys.
+    """
+    if model_overrides is None:
+        model_overrides = {}
+    if not (isinstance(model_overrides, Mapping)
+            and all(isinstance(key, str) for key in model_overrides)):
+        raise TypeError(f"model_overrides must be a mapping of option names to values, got "
+                        f"{model_overrides!r:.80}")
+    return {**STUDY_MODEL_OPTIONS, **model_overrides}
+
+
+def train_config(dataset: str, variant: str, seed: int, budget: StudyBudget,
+                 model_overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """The :class:`~pyro_dynvae.config.TrainConfig` of one cell: the dataset's
     :data:`~.datasets.STUDY_DATASETS` spec and its default model options
     (:func:`pyro_dynvae.defaults.model_options`, the same as ``pyro-dynvae train``'s) with
-    :data:`STUDY_MODEL_OPTIONS`."""
+    :func:`study_model_options` ``(model_overrides)``."""
     spec = STUDY_DATASETS[dataset]
     return TrainConfig(
         variant=variant,
-        model_overrides=dict(STUDY_MODEL_OPTIONS),
+        model_overrides=study_model_options(model_overrides),
         dataset=dataset,
         dataset_options=dict(spec["options"]),
         num_sequences=budget.num_train_sequences,
@@ -206,17 +223,18 @@ def _quiet() -> Iterator[None]:
 
 def run_cell(dataset: str, variant: str, seed: int, budget: StudyBudget,
              datasets: tuple[Dataset, Dataset], path: Path,
-             judge: Judge | None = None) -> dict[str, Any]:
+             judge: Judge | None = None,
+             model_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """
     Train one variant, score it (with the static/dynamic protocol read by ``judge``, whose
     figure goes to ``path/swaps.png``) and write ``path/result.json`` (atomically, last).
     Training resumes from ``path/run/checkpoints/last.ckpt`` when an earlier attempt left
     one. A training run that diverges (:class:`~pyro_dynvae.train.NonFiniteLossError`, or a
     ``ValueError`` such as a precision that lost positive definiteness) is recorded as
-    ``"status": "failed"`` with its message.
+    ``"status": "failed"`` with its message. ``model_overrides``: as in :func:`train_config`.
     """
     train_data, test_data = datasets
-    config = train_config(dataset, variant, seed, budget)
+    config = train_config(dataset, variant, seed, budget, model_overrides)
     run_dir = path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
     result: dict[str, Any] = {"dataset": dataset, "variant": variant, "seed": seed,
@@ -255,12 +273,14 @@ def _cell_name(dataset: str, variant: str, seed: int) -> str:
     return f"{dataset}/{variant}/seed{seed}"
 
 
-def _run_pending(out: Path, budget: StudyBudget, dataset: str, variant: str,
-                 seed: int) -> dict[str, Any]:
-    """Run one cell (in this or a worker process), quietly."""
+def _run_pending(out: Path, budget: StudyBudget, model_overrides: dict[str, Any],
+                 dataset: str, variant: str, seed: int) -> dict[str, Any]:
+    """Run one cell (in this or a worker process, which gets every option as an argument:
+    a spawned worker imports this module afresh), quietly."""
     with _quiet():
         return run_cell(dataset, variant, seed, budget, make_datasets(dataset, budget),
-                        cell_dir(out, dataset, variant, seed), study_judge(out, dataset, budget))
+                        cell_dir(out, dataset, variant, seed), study_judge(out, dataset, budget),
+                        model_overrides)
 
 
 def cell_dir(out: Path, dataset: str, variant: str, seed: int) -> Path:
@@ -278,12 +298,14 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(STUDY_D
               seeds: Sequence[int] = DEFAULT_SEEDS,
               budget: StudyBudget | None = None, command: str | None = None,
               retry_failed: bool = False, progress: bool = True,
-              jobs: int = 1) -> dict[str, Any]:
+              jobs: int = 1, model_overrides: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]:
     """
     Run (or resume) the comparison and write the table and figures into ``out``.
 
-    :param out: output folder. A study there with a different budget is refused;
-        ``study.json`` lists every invocation with its command and library versions.
+    :param out: output folder. A study there with a different budget or different model
+        options is refused; ``study.json`` lists every invocation with its command and
+        library versions.
     :param datasets: keys of :data:`~.datasets.STUDY_DATASETS`.
     :param variants: names of :data:`pyro_dynvae.models.MODEL_NAMES`.
     :param seeds: training seeds (3 or more for a meaningful std).
@@ -293,6 +315,9 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(STUDY_D
     :param bool progress: show a tqdm bar over cells.
     :param int jobs: cells trained at once in separate processes, each with this process's
         number of torch threads (e.g. 2 jobs of 1 thread on an idle 2-core machine).
+    :param dict model_overrides: model options of every variant on top of the datasets'
+        defaults and :data:`STUDY_MODEL_OPTIONS` (e.g. ``{"conv_channels": [8, 16, 32]}``),
+        checked by building each model once before anything trains.
     :returns: ``{"trained": [...], "skipped": [...], "failed": [...]}`` cell names, and
         ``"table"``: the aggregated rows.
     """
@@ -307,8 +332,10 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(STUDY_D
         raise ValueError(f"seeds must be a non-empty list of non-negative ints, got {seeds}")
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    options = study_model_options(model_overrides)
+    _check_model_options(datasets, variants, budget, options)
     out = Path(out)
-    _record_study(out, budget, command)
+    _record_study(out, budget, options, command)
     cells = [(d, v, s) for d in datasets for v in variants for s in seeds]
     summary: dict[str, Any] = {"trained": [], "skipped": [], "failed": []}
     pending = []
@@ -325,12 +352,13 @@ def run_study(out: str | os.PathLike, *, datasets: Sequence[str] = tuple(STUDY_D
     bar = tqdm(total=len(pending), desc="compare", unit="cell", disable=not progress)
     with contextlib.ExitStack() as stack:
         if jobs == 1:
-            finished = (_run_pending(out, budget, *cell) for cell in pending)
+            finished = (_run_pending(out, budget, options, *cell) for cell in pending)
         else:
             pool = stack.enter_context(ProcessPoolExecutor(
                 jobs, mp_context=multiprocessing.get_context("spawn"),
                 initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)))
-            futures = [pool.submit(_run_pending, out, budget, *cell) for cell in pending]
+            futures = [pool.submit(_run_pending, out, budget, options, *cell)
+                       for cell in pending]
             finished = (future.result() for future in as_completed(futures))
         for result in finished:
             name = _cell_name(result["dataset"], result["variant"], result["seed"])
@@ -365,21 +393,41 @@ def _eigenvalue_panels(out: Path, datasets: Sequence[str], variants: Sequence[st
     return panels
 
 
-def _record_study(out: Path, budget: StudyBudget, command: str | None) -> None:
+def _check_model_options(datasets: Sequence[str], variants: Sequence[str],
+                         budget: StudyBudget, options: dict[str, Any]) -> None:
+    """Build every variant once with each dataset's options (no data, no training), so that
+    an unknown or bad option fails here, naming the cell, rather than in a worker later."""
+    for dataset in datasets:
+        config = train_config(dataset, variants[0], 0, budget, options)
+        for variant in variants:
+            try:
+                training.make_model(dataclasses.replace(config, variant=variant), channels=1)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"model options {options} for {variant} on {dataset}: "
+                                  f"{error}") from None
+
+
+def _record_study(out: Path, budget: StudyBudget, options: dict[str, Any],
+                  command: str | None) -> None:
     """
     Record the budget, data and model options in ``out/study.json`` and append this
-    invocation (command, UTC time, library versions); refuse a folder holding another budget.
+    invocation (command, UTC time, library versions); refuse a folder holding another budget
+    or other model options.
     """
     study_path = out / "study.json"
+    recorded_options = json.loads(json.dumps(
+        {name: model_options(name, options) for name in STUDY_DATASETS}, default=_jsonable))
     study = {"budget": dataclasses.asdict(budget), "datasets": STUDY_DATASETS,
-             "model_options": {name: model_options(name, STUDY_MODEL_OPTIONS)
-                               for name in STUDY_DATASETS},
-             "invocations": []}
+             "model_options": recorded_options, "invocations": []}
     if study_path.exists():
         study = json.loads(study_path.read_text())
         if study["budget"] != dataclasses.asdict(budget):
             raise ValueError(f"{out} holds a study with another budget ({study['budget']}); "
                              "use a new output folder or the same --budget")
+        if study["model_options"] != recorded_options:
+            raise ValueError(f"{out} holds a study with other model options "
+                             f"({study['model_options']}); use a new output folder or the "
+                             "same --model-overrides")
     study["invocations"].append({"command": command, "versions": study_versions(),
                                  "started_utc": datetime.now(timezone.utc).isoformat()})
     _write_json_atomic(study_path, study)
@@ -497,6 +545,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="cells trained in parallel processes (default: %(default)s; e.g. 2 "
                         "on an idle 2-core machine)")
+    parser.add_argument("--model-overrides", type=json_object, default={},
+                        help="JSON object of model options for every variant, on top of the "
+                        "study's (e.g. '{\"conv_channels\": [8, 16, 32]}') (default: none)")
     parser.add_argument("--max-steps", type=int,
                         help="optimiser steps of every cell instead of --budget's (its data and "
                         "sample sizes stay), e.g. to ask whether a model needs more training "
@@ -548,6 +599,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
         variants=args.variants,
         seeds=args.seeds,
         budget=study_budget(args),
+        model_overrides=args.model_overrides,
         command=command,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
