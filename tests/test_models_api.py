@@ -123,6 +123,30 @@ def test_bad_options():
         build_model("dsvae", conv_activation="tanh")
 
 
+@pytest.mark.parametrize("learn_transition_scale, learn_velocity_scale",
+                         [(True, True), (True, False), (False, True), (False, False)])
+def test_noise_and_velocity_scales_are_learned_on_their_own_switches(
+        learn_transition_scale, learn_velocity_scale):
+    """One SVI step moves exactly the scales that are learned; the others stay at their
+    geometric start (0.01 ... 1.0) and are no parameters of the ELBO."""
+    torch.manual_seed(0)
+    dynvae = build_model("hierarchical", image_size=8, latent_dim=3, architecture="mlp",
+                         velocity=True, learn_transition_scale=learn_transition_scale,
+                         learn_velocity_scale=learn_velocity_scale)
+    start = {name: scale.detach().clone()
+             for name, scale in dynvae.guide.transitions.noise_scales().items()}
+    assert all(torch.allclose(scale, torch.tensor([0.01, 0.1, 1.0])) for scale in start.values())
+    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
+    optimizer = torch.optim.Adam(loss_fn.parameters(), lr=0.1)
+    loss_fn(torch.rand(2, 4, 1, 8, 8).round()).backward()
+    optimizer.step()
+    learned = {"transition_scale": learn_transition_scale,
+               "velocity_init_scale": learn_velocity_scale,
+               "velocity_noise_scale": learn_velocity_scale}
+    for name, scale in dynvae.guide.transitions.noise_scales().items():
+        assert torch.equal(scale.detach(), start[name]) is not learned[name], name
+
+
 @pytest.mark.parametrize("variant", ["hierarchical", "dsvae"])
 def test_conv_activation_reaches_both_frame_networks(variant):
     dynvae = build_model(variant, image_size=16, conv_channels=(4, 8), feature_dim=16,

@@ -96,7 +96,8 @@ class DynamicsVAEConfig(FrameOptions):
     ``penalty_schedule``, ``penalty_ratio``; ``transition_scale`` ``(lowest, highest)`` (initial
     standard deviations ``q_i`` of the transition noise ``Q = diag(q^2)``, spread geometrically
     over the latents, and of the velocity's; a single float gives every latent the same scale;
-    learned when ``learn_transition_scale``); ``velocity`` (a latent velocity per latent, the
+    the noise scales learned when ``learn_transition_scale``, the velocity's when
+    ``learn_velocity_scale``); ``velocity`` (a latent velocity per latent, the
     drift ``z_t = A_t z_{t-1} + v_{t-1} + w_t`` that translation needs, see
     :mod:`~pyro_dynvae.models.dynamics`); ``eigenvalue_bound`` (``b``: point-estimate transition
     parameters are ``c + b tanh((NN - c) / b)``, within ``b`` of the identity, so that a flat
@@ -142,6 +143,7 @@ class DynamicsVAEConfig(FrameOptions):
     penalty_ratio: float = 2.0
     transition_scale: tuple[float, float] = (0.01, 1.0)
     learn_transition_scale: bool = True
+    learn_velocity_scale: bool = True
     velocity: bool = False
     eigenvalue_bound: float | None = 0.5
     block_basis_log_cond: float = 2.0

@@ -201,7 +201,9 @@ class LatentDynamics(PyroModule):
             if config.velocity:
                 names += ["velocity_init_scale", "velocity_noise_scale"]
             for name in names:
-                if config.learn_transition_scale:
+                learned = (config.learn_velocity_scale if name.startswith("velocity")
+                           else config.learn_transition_scale)
+                if learned:
                     setattr(self, name, PyroParam(scales.clone(), constraint=constraints.positive))
                 else:
                     self.register_buffer(name, scales.clone())
