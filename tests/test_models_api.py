@@ -128,7 +128,7 @@ def test_bad_options():
 def test_noise_and_velocity_scales_are_learned_on_their_own_switches(
         learn_transition_scale, learn_velocity_scale):
     """One SVI step moves exactly the scales that are learned; the others stay at their
-    geometric start (0.01 ... 1.0) and are no parameters of the ELBO."""
+    geometric start (0.01 ... 1.0)."""
     torch.manual_seed(0)
     dynvae = build_model("hierarchical", image_size=8, latent_dim=3, architecture="mlp",
                          velocity=True, learn_transition_scale=learn_transition_scale,
