@@ -121,12 +121,18 @@ def test_bad_options():
         build_model("hierarchical", conv_activation="tanh")
     with pytest.raises(ValueError, match="conv_activation must be one of"):
         build_model("dsvae", conv_activation="tanh")
+    with pytest.raises(TypeError, match="learn_velocity_scale must be one of"):
+        build_model("hierarchical", learn_velocity_scale="no")
+    with pytest.raises(TypeError, match="learn_transition_scale must be one of"):
+        build_model("hierarchical", learn_transition_scale=1)
 
 
-@pytest.mark.parametrize("learn_transition_scale, learn_velocity_scale",
-                         [(True, True), (True, False), (False, True), (False, False)])
+@pytest.mark.parametrize("learn_transition_scale, learn_velocity_scale, velocity_learned", [
+    (True, None, True), (False, None, False),  # the velocity's follow the noise scales
+    (True, True, True), (True, False, False), (False, True, True), (False, False, False),
+])
 def test_noise_and_velocity_scales_are_learned_on_their_own_switches(
-        learn_transition_scale, learn_velocity_scale):
+        learn_transition_scale, learn_velocity_scale, velocity_learned):
     """One SVI step moves exactly the scales that are learned; the others stay at their
     geometric start (0.01 ... 1.0)."""
     torch.manual_seed(0)
@@ -141,8 +147,8 @@ def test_noise_and_velocity_scales_are_learned_on_their_own_switches(
     loss_fn(torch.rand(2, 4, 1, 8, 8).round()).backward()
     optimizer.step()
     learned = {"transition_scale": learn_transition_scale,
-               "velocity_init_scale": learn_velocity_scale,
-               "velocity_noise_scale": learn_velocity_scale}
+               "velocity_init_scale": velocity_learned,
+               "velocity_noise_scale": velocity_learned}
     for name, scale in dynvae.guide.transitions.noise_scales().items():
         assert torch.equal(scale.detach(), start[name]) is not learned[name], name
 

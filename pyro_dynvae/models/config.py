@@ -97,7 +97,8 @@ class DynamicsVAEConfig(FrameOptions):
     standard deviations ``q_i`` of the transition noise ``Q = diag(q^2)``, spread geometrically
     over the latents, and of the velocity's; a single float gives every latent the same scale;
     the noise scales learned when ``learn_transition_scale``, the velocity's when
-    ``learn_velocity_scale``); ``velocity`` (a latent velocity per latent, the
+    ``learn_velocity_scale``, which follows ``learn_transition_scale`` when None); ``velocity``
+    (a latent velocity per latent, the
     drift ``z_t = A_t z_{t-1} + v_{t-1} + w_t`` that translation needs, see
     :mod:`~pyro_dynvae.models.dynamics`); ``eigenvalue_bound`` (``b``: point-estimate transition
     parameters are ``c + b tanh((NN - c) / b)``, within ``b`` of the identity, so that a flat
@@ -143,7 +144,7 @@ class DynamicsVAEConfig(FrameOptions):
     penalty_ratio: float = 2.0
     transition_scale: tuple[float, float] = (0.01, 1.0)
     learn_transition_scale: bool = True
-    learn_velocity_scale: bool = True
+    learn_velocity_scale: bool | None = None
     velocity: bool = False
     eigenvalue_bound: float | None = 0.5
     block_basis_log_cond: float = 2.0
@@ -166,6 +167,11 @@ class DynamicsVAEConfig(FrameOptions):
                 f"0 < lowest <= highest, got {self.transition_scale!r}"
             )
         object.__setattr__(self, "transition_scale", scale_range)
+        for name, allowed in (("learn_transition_scale", (True, False)),
+                              ("velocity", (True, False)),
+                              ("learn_velocity_scale", (True, False, None))):
+            if not any(getattr(self, name) is value for value in allowed):
+                raise TypeError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.penalty_weight < 0 or self.kl_scale < 0:
             raise ValueError("penalty_weight and kl_scale must be >= 0")
         if self.dynamics == "block" and self.latent_dim % 2:

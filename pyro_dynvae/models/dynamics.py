@@ -200,8 +200,10 @@ class LatentDynamics(PyroModule):
             names = ["transition_scale"]
             if config.velocity:
                 names += ["velocity_init_scale", "velocity_noise_scale"]
+            learn_velocity = (config.learn_transition_scale if config.learn_velocity_scale is None
+                              else config.learn_velocity_scale)
             for name in names:
-                learned = (config.learn_velocity_scale if name.startswith("velocity")
+                learned = (learn_velocity if name.startswith("velocity")
                            else config.learn_transition_scale)
                 if learned:
                     setattr(self, name, PyroParam(scales.clone(), constraint=constraints.positive))
