@@ -398,10 +398,10 @@ def _check_model_options(datasets: Sequence[str], variants: Sequence[str],
     """Build every variant once with each dataset's options (no data, no training), so that
     an unknown or bad option fails here, naming the cell, rather than in a worker later."""
     for dataset in datasets:
-        config = train_config(dataset, variants[0], 0, budget, options)
         for variant in variants:
             try:
-                training.make_model(dataclasses.replace(config, variant=variant), channels=1)
+                training.make_model(train_config(dataset, variant, 0, budget, options),
+                                    channels=1)
             except (TypeError, ValueError) as error:
                 raise type(error)(f"model options {options} for {variant} on {dataset}: "
                                   f"{error}") from None
