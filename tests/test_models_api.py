@@ -23,6 +23,7 @@ EXPECTED_VARIANTS = {
     "slow_l1",
     "weighted_l1",
     "hierarchical",
+    "timescales",
     "full_a",
     "block_a",
     "meanfield",
@@ -51,6 +52,34 @@ def test_registry_names_and_configs():
         **{**VARIANTS["hierarchical"].to_dict(), **swapped}
     )
     assert VARIANTS["beta_vae"].kl_scale > 1
+    # timescales is hierarchical with its noise and velocity scales fixed over four decades
+    fixed = {"variant": "timescales", "learn_transition_scale": False,
+             "transition_scale": (1e-4, 1.0)}
+    assert VARIANTS["timescales"] == DynamicsVAEConfig(
+        **{**VARIANTS["hierarchical"].to_dict(), **fixed}
+    )
+
+
+def test_timescales_keeps_its_scales_and_learns_the_rest():
+    """One SVI step moves the eigenvalue networks but none of the noise and velocity scales,
+    which stay at 1e-4 ... 1 geometrically (1e-4, 1e-2, 1 at n = 3)."""
+    torch.manual_seed(0)
+    dynvae = build_model("timescales", image_size=8, latent_dim=3, architecture="mlp")
+    transitions = dynvae.guide.transitions
+    expected = torch.tensor([1e-4, 1e-2, 1.0])
+    scales = transitions.noise_scales()
+    assert set(scales) == {"transition_scale", "velocity_init_scale", "velocity_noise_scale"}
+    assert all(torch.allclose(scale, expected) for scale in scales.values())
+    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
+    params = dict(loss_fn.named_parameters())
+    assert not any("scale" in name and "transitions" in name for name in params), list(params)
+    before = {name: p.detach().clone() for name, p in params.items()}
+    optimizer = torch.optim.Adam(params.values(), lr=0.1)
+    loss_fn(torch.rand(2, 4, 1, 8, 8).round()).backward()
+    optimizer.step()
+    assert all(torch.allclose(s, expected) for s in transitions.noise_scales().values())
+    moved = [name for name, p in params.items() if not torch.equal(p.detach(), before[name])]
+    assert any("dynamics" in name or "eigen" in name for name in moved), moved
 
 
 @pytest.mark.parametrize("variant", sorted(EXPECTED_VARIANTS))
@@ -68,7 +97,7 @@ def test_encode_reconstruct_forecast_shapes(variant):
         assert not summary["eigenvalues"].is_complex()
     if variant in ("full_a", "block_a"):
         assert summary["transition_matrices"].shape == (3, 4, 4, 4)
-    assert ("prior_scales" in summary) == (variant in ("hierarchical", "meanfield"))
+    assert ("prior_scales" in summary) == (variant in ("hierarchical", "timescales", "meanfield"))
     reconstruction = dynvae.reconstruct(frames)
     assert reconstruction.shape == frames.shape
     assert ((reconstruction >= 0) & (reconstruction <= 1)).all()
