@@ -51,6 +51,21 @@ def dense_share(lambdas, q, sigma_v=0.0, r=0.0, sigma_0=1.0):
 
 
 # ----- the prior's share, against dense covariances ----------------------------------------
+def test_timescales_prior_keeps_the_latents_of_its_four_slowest_scales_static():
+    """The ``timescales`` variant's fixed scales (1e-4 ... 1 over 8 latents, the same for
+    noise and velocity) at eigenvalues 1: the dense shares, and so the split, put the four
+    latents with scales up to 2.7e-3 below the static threshold and the four from 1.9e-2 up
+    above it."""
+    model = build_model("timescales", image_size=16, architecture="mlp", latent_dim=8)
+    theta = np.ones((3, 9, 8))
+    share = prior_within_share(model.guide.transitions, theta)
+    scales = np.logspace(-4, 0, 8)
+    expected = np.array([dense_share(theta[..., i], s, sigma_v=s, r=s)
+                         for i, s in enumerate(scales)])
+    np.testing.assert_allclose(share, expected, rtol=1e-5)
+    assert (expected[:4] < STATIC_THRESHOLD).all() and (expected[4:] > STATIC_THRESHOLD).all()
+
+
 def test_prior_share_matches_dense_covariance_without_velocity():
     rng = np.random.default_rng(0)
     q = [1e-4, 0.3, 1e-4, 0.05]

@@ -14,13 +14,13 @@ range within each. One rule per kind of model, chosen by what the model exposes:
 - ``"structure"``: a model whose ``encode(frames)`` returns ``"static_latents"`` (DSVAE, Li &
   Mandt 2018, "Disentangled sequential autoencoder": the indices of its sequence-level code
   ``f`` in the per-frame code ``(f, z_t)``) has its split by construction.
-- ``"prior_share"``: a model with a learned Gaussian chain (``model.guide.transitions`` with
-  learned noise scales, :class:`~pyro_dynvae.models.LatentDynamics`) gets :math:`\rho_i` under
-  its own prior chain at the posterior mean of ``theta`` of each held-out sequence ``s``
-  (:func:`prior_within_share`), started from ``z_0 ~ N(0, diag(sigma_0^2))`` with
-  :math:`\sigma_{0,i}` the standard deviation over the held-out sequences of their posterior
-  means at ``t = 0``. With :math:`\Sigma^{(i)}_s` the ``T x T`` covariance of latent ``i`` and
-  :math:`C = I - 11^\top / T` the centring matrix
+- ``"prior_share"``: a model with a Gaussian chain (``model.guide.transitions`` with noise
+  scales, learned or fixed as in ``timescales``, :class:`~pyro_dynvae.models.LatentDynamics`)
+  gets :math:`\rho_i` under its own prior chain at the posterior mean of ``theta`` of each
+  held-out sequence ``s`` (:func:`prior_within_share`), started from
+  ``z_0 ~ N(0, diag(sigma_0^2))`` with :math:`\sigma_{0,i}` the standard deviation over the
+  held-out sequences of their posterior means at ``t = 0``. With :math:`\Sigma^{(i)}_s` the
+  ``T x T`` covariance of latent ``i`` and :math:`C = I - 11^\top / T` the centring matrix
 
   .. math:: \rho_i = \sum_s \operatorname{tr}(C \Sigma^{(i)}_s) / \sum_s \operatorname{tr}
             \Sigma^{(i)}_s .
@@ -288,8 +288,8 @@ def static_dynamic_split(model: Any, encoded: Mapping[str, Any], *, rule: str | 
         (:func:`~pyro_dynvae.assessment.encoding.encode_sequences`): ``"z_mean"`` ``(S, T, n)``,
         and ``"static_latents"`` or ``"dynamics"`` where the model has them.
     :param str rule: one of :data:`RULES`; default: ``"structure"`` where ``encoded`` has
-        ``"static_latents"``, else ``"prior_share"`` where the model has a chain with learned
-        noise scales and ``encoded`` its ``"dynamics"``, else ``"posterior_share"``.
+        ``"static_latents"``, else ``"prior_share"`` where the model has a chain with noise
+        scales (learned or fixed) and ``encoded`` its ``"dynamics"``, else ``"posterior_share"``.
     :param float threshold: the static threshold of the share rules.
     :returns: a :class:`LatentSplit`; for the prior rule its ``details`` also hold the
         posterior shares, the initial scales ``sigma_0``, the noise scales and (diagonal
@@ -314,7 +314,7 @@ def static_dynamic_split(model: Any, encoded: Mapping[str, Any], *, rule: str | 
     if rule == "posterior_share":
         return split_by_share(posterior, rule, threshold)
     if not has_chain or "dynamics" not in encoded:
-        raise ValueError("the prior_share rule needs a model with learned transition noise "
+        raise ValueError("the prior_share rule needs a model with transition noise "
                          "scales (model.guide.transitions) and encode(frames)['dynamics']")
     initial_scale = np.asarray(encoded["z_mean"], dtype=np.float64)[:, 0].std(axis=0)
     details: dict[str, Any] = {
