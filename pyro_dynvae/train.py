@@ -335,6 +335,27 @@ class DynamicsVAEModule(pl.LightningModule):
             torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class _LastCheckpointAtEnd(Callback):
+    """
+    Writes ``last.ckpt`` at the end of training. :class:`ModelCheckpoint` with
+    ``every_n_train_steps`` saves only at multiples of that interval and after validation, so
+    a run whose ``max_steps`` is a multiple of neither ``checkpoint_every`` nor ``val_every``
+    left the weights of an earlier step in ``last.ckpt`` (the example's 2400 steps: step
+    2250's), and ``evaluate`` and ``--resume`` read another model than the one training scored.
+    Not called when training stops on an exception (the NaN guard keeps the last good one).
+
+    :param ModelCheckpoint checkpoint: the run's checkpoint callback (its ``dirpath``).
+    """
+
+    def __init__(self, checkpoint: ModelCheckpoint) -> None:
+        self.checkpoint = checkpoint
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # (again, when ModelCheckpoint saved at this step: one small write, no private state)
+        trainer.save_checkpoint(
+            Path(self.checkpoint.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt")
+
+
 def _loggers(run_dir: Path) -> list[Logger]:
     """CSV logs always; TensorBoard events as well when tensorboard is importable."""
     loggers: list[Logger] = [CSVLogger(run_dir, name="logs")]
@@ -420,7 +441,7 @@ def fit(
                 strategy=config.strategy,
                 use_distributed_sampler=False,  # StepBatchSampler shards by rank itself
                 logger=_loggers(run_dir),
-                callbacks=[checkpoint, *callbacks],
+                callbacks=[checkpoint, _LastCheckpointAtEnd(checkpoint), *callbacks],
                 log_every_n_steps=max(1, min(50, config.max_steps // 10)),
                 enable_progress_bar=(
                     sys.stdout.isatty() if enable_progress_bar is None else enable_progress_bar

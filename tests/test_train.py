@@ -229,6 +229,27 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     assert any(not torch.allclose(midway[n], expected[n]) for n in expected)
 
 
+def test_last_checkpoint_holds_the_final_step_whatever_the_intervals(tmp_path):
+    """6 steps with checkpoints every 4 and validation every 4: neither saves at step 6, yet
+    last.ckpt must hold the trained weights (it held step 4's, so that evaluate and resume
+    read a model 2 steps older than the one training scored), and resuming from it reproduces
+    an uninterrupted run."""
+    config = tiny_config(max_steps=6, checkpoint_every=4, val_every=4)
+    trained = run_fit(tmp_path / "run", config)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 6
+    for name, value in parameters(trained).items():
+        torch.testing.assert_close(checkpoint["state_dict"][f"dynvae.{name}"], value,
+                                   rtol=0, atol=0)
+    straight = run_fit(tmp_path / "straight", tiny_config(max_steps=10, checkpoint_every=4,
+                                                          val_every=4))
+    resumed = run_fit(tmp_path / "run", tiny_config(max_steps=10, checkpoint_every=4,
+                                                    val_every=4),
+                      seed=1, ckpt_path=tmp_path / "run" / "checkpoints" / "last.ckpt")
+    for name, value in parameters(straight).items():
+        torch.testing.assert_close(parameters(resumed)[name], value, rtol=1e-6, atol=1e-7)
+
+
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     config = tiny_config(max_steps=10, checkpoint_every=1, val_every=0)
     torch.manual_seed(0)
