@@ -47,7 +47,11 @@ the forecast extrapolates it. A bounce is one large innovation ``u_t``.
 (identity, shape, colour) in such latents when it can. If every latent starts with the same
 scales, nothing breaks the symmetry between them and training keeps them equal (measured); the
 scales therefore start spread geometrically over ``transition_scale = (lowest, highest)`` across
-the latents (still learned), so that some latents start nearly static and some fast.
+the latents (still learned), so that some latents start nearly static and some fast. Learned from
+``(0.01, 1)`` the slow latents' scales grow during training until few stay static; the
+``timescales`` variant keeps them fixed over ``(1e-4, 1)``, a fixed spectrum of timescales in
+which the four slowest of eight latents are static at eigenvalue 1 (README, *Comparing the
+variants*).
 
 **Separate chains.** With diagonal dynamics and a velocity, latent ``i``'s pair
 ``(z^(i)_t, v^(i)_t)`` evolves on its own (``A_t`` diagonal, noise diagonal), so the prior is a
