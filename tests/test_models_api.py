@@ -60,28 +60,6 @@ def test_registry_names_and_configs():
     )
 
 
-def test_timescales_keeps_its_scales_and_learns_the_rest():
-    """One SVI step moves the eigenvalue networks but none of the noise and velocity scales,
-    which stay at 1e-4 ... 1 geometrically (1e-4, 1e-2, 1 at n = 3)."""
-    torch.manual_seed(0)
-    dynvae = build_model("timescales", image_size=8, latent_dim=3, architecture="mlp")
-    transitions = dynvae.guide.transitions
-    expected = torch.tensor([1e-4, 1e-2, 1.0])
-    scales = transitions.noise_scales()
-    assert set(scales) == {"transition_scale", "velocity_init_scale", "velocity_noise_scale"}
-    assert all(torch.allclose(scale, expected) for scale in scales.values())
-    loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
-    params = dict(loss_fn.named_parameters())
-    assert not any("scale" in name and "transitions" in name for name in params), list(params)
-    before = {name: p.detach().clone() for name, p in params.items()}
-    optimizer = torch.optim.Adam(params.values(), lr=0.1)
-    loss_fn(torch.rand(2, 4, 1, 8, 8).round()).backward()
-    optimizer.step()
-    assert all(torch.allclose(s, expected) for s in transitions.noise_scales().values())
-    moved = [name for name, p in params.items() if not torch.equal(p.detach(), before[name])]
-    assert any("dynamics" in name or "eigen" in name for name in moved), moved
-
-
 @pytest.mark.parametrize("variant", sorted(EXPECTED_VARIANTS))
 def test_encode_reconstruct_forecast_shapes(variant):
     torch.manual_seed(0)
@@ -156,22 +134,32 @@ def test_bad_options():
         build_model("hierarchical", learn_transition_scale=1)
 
 
-@pytest.mark.parametrize("learn_transition_scale, learn_velocity_scale, velocity_learned", [
-    (True, None, True), (False, None, False),  # the velocity's follow the noise scales
-    (True, True, True), (True, False, False), (False, True, True), (False, False, False),
+@pytest.mark.parametrize(("variant", "learn_transition_scale", "learn_velocity_scale",
+                          "velocity_learned"), [
+    ("hierarchical", True, None, True),  # the velocity's follow the noise scales
+    ("hierarchical", False, None, False),
+    ("hierarchical", True, True, True), ("hierarchical", True, False, False),
+    ("hierarchical", False, True, True), ("hierarchical", False, False, False),
+    ("timescales", False, None, False),  # the variant's own options
 ])
 def test_noise_and_velocity_scales_are_learned_on_their_own_switches(
-        learn_transition_scale, learn_velocity_scale, velocity_learned):
-    """One SVI step moves exactly the scales that are learned; the others stay at their
-    geometric start (0.01 ... 1.0)."""
+        variant, learn_transition_scale, learn_velocity_scale, velocity_learned):
+    """One SVI step moves exactly the scales that are learned (and the networks); the others
+    stay at their geometric start: 0.01 ... 1.0 at n = 3, and 1e-4 ... 1 for ``timescales``."""
     torch.manual_seed(0)
-    dynvae = build_model("hierarchical", image_size=8, latent_dim=3, architecture="mlp",
-                         velocity=True, learn_transition_scale=learn_transition_scale,
-                         learn_velocity_scale=learn_velocity_scale)
+    options = dict(velocity=True, learn_transition_scale=learn_transition_scale,
+                   learn_velocity_scale=learn_velocity_scale)
+    if variant == "timescales":  # its registry entry, not an override, must fix the scales
+        assert all(getattr(VARIANTS[variant], name) == value for name, value in options.items())
+        options = {}
+    dynvae = build_model(variant, image_size=8, latent_dim=3, architecture="mlp", **options)
+    expected_start = [1e-4, 1e-2, 1.0] if variant == "timescales" else [0.01, 0.1, 1.0]
     start = {name: scale.detach().clone()
              for name, scale in dynvae.guide.transitions.noise_scales().items()}
-    assert all(torch.allclose(scale, torch.tensor([0.01, 0.1, 1.0])) for scale in start.values())
+    assert set(start) == {"transition_scale", "velocity_init_scale", "velocity_noise_scale"}
+    assert all(torch.allclose(scale, torch.tensor(expected_start)) for scale in start.values())
     loss_fn = dynvae.make_elbo()(dynvae.model, dynvae.guide)
+    before = {name: p.detach().clone() for name, p in loss_fn.named_parameters()}
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=0.1)
     loss_fn(torch.rand(2, 4, 1, 8, 8).round()).backward()
     optimizer.step()
@@ -180,6 +168,8 @@ def test_noise_and_velocity_scales_are_learned_on_their_own_switches(
                "velocity_noise_scale": velocity_learned}
     for name, scale in dynvae.guide.transitions.noise_scales().items():
         assert torch.equal(scale.detach(), start[name]) is not learned[name], name
+    moved = [name for name, p in loss_fn.named_parameters() if not torch.equal(p, before[name])]
+    assert any("dynamics_net" in name for name in moved), moved
 
 
 @pytest.mark.parametrize("variant", ["hierarchical", "dsvae"])
